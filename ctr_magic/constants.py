@@ -1,0 +1,69 @@
+"""One home for every default, label key and media type."""
+
+from __future__ import annotations
+
+DEFAULT_SOCKET_PATH = "/run/containerd/containerd.sock"
+DEFAULT_NAMESPACE = "default"
+BACKEND_CONTAINERD = "containerd"
+BACKEND_DOCKER = "docker"
+BACKEND_APPLE = "apple"
+DEFAULT_RUNTIME = "io.containerd.runc.v2"
+DEFAULT_SNAPSHOTTER = "overlayfs"
+DEFAULT_STOP_TIMEOUT = 10.0
+
+# Environment variables that point ctr-magic at a daemon.
+ENV_SOCKET = "CTR_MAGIC_SOCKET"
+ENV_NAMESPACE = "CTR_MAGIC_NAMESPACE"
+ENV_BACKEND = "CTR_MAGIC_BACKEND"
+ENV_REGISTRY = "CTR_MAGIC_REGISTRY"
+ENV_HOME = "CTR_MAGIC_HOME"
+
+# gRPC metadata keys containerd reads.
+NAMESPACE_HEADER = "containerd-namespace"
+LEASE_HEADER = "containerd-lease"
+
+# Docker reference defaults.
+DEFAULT_REGISTRY = "docker.io"
+DEFAULT_TAG = "latest"
+LEGACY_DEFAULT_REGISTRY = "index.docker.io"
+REGISTRY_V2_HOST = "registry-1.docker.io"
+
+# Media types.
+MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+MEDIA_OCI_LAYER_NONDIST_GZIP = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+MEDIA_DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_DOCKER_MANIFEST_V1 = "application/vnd.docker.distribution.manifest.v1+json"
+MEDIA_DOCKER_MANIFEST_V1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MEDIA_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MEDIA_DOCKER_LAYER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+
+INDEX_MEDIA_TYPES = frozenset({MEDIA_OCI_INDEX, MEDIA_DOCKER_MANIFEST_LIST})
+MANIFEST_MEDIA_TYPES = frozenset({MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST})
+SCHEMA1_MEDIA_TYPES = frozenset({MEDIA_DOCKER_MANIFEST_V1, MEDIA_DOCKER_MANIFEST_V1_SIGNED})
+CONFIG_MEDIA_TYPES = frozenset({MEDIA_OCI_CONFIG, MEDIA_DOCKER_CONFIG})
+
+# containerd garbage-collection labels (as containerd's own client sets them).
+LABEL_GC_ROOT = "containerd.io/gc.root"
+LABEL_GC_REF_CONTENT = "containerd.io/gc.ref.content"
+LABEL_GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot"
+LABEL_UNCOMPRESSED = "containerd.io/uncompressed"
+LABEL_DISTRIBUTION_SOURCE = "containerd.io/distribution.source"
+LABEL_SNAPSHOT_REF = "containerd.io/snapshot.ref"
+LABEL_GC_EXPIRE = "containerd.io/gc.expire"
+
+# Labels ctr-magic puts on what it creates.
+LABEL_PREFIX = "io.ctr-magic"
+LABEL_LOG_PATH = "io.ctr-magic/log-path"
+LABEL_IMAGE_NAME = "io.containerd.image.name"
+
+# Any type URLs for specs stored in containers and exec processes.
+SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
+RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"

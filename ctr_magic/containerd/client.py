@@ -1,0 +1,124 @@
+"""A gRPC connection to containerd: channel, namespace metadata, stubs, one call path."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any, Optional
+
+import grpc
+
+from .. import errors
+from ..constants import DEFAULT_NAMESPACE, DEFAULT_SOCKET_PATH, LEASE_HEADER, NAMESPACE_HEADER
+from .grpc_errors import map_rpc_error
+
+log = logging.getLogger(__name__)
+
+_MAX_MESSAGE = 64 * 1024 * 1024
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.max_send_message_length", _MAX_MESSAGE),
+    # containerd is local: no proxies, no DNS games.
+    ("grpc.enable_http_proxy", 0),
+    # The :authority a unix socket would otherwise get ("localhost") is fine for containerd.
+    ("grpc.default_authority", "localhost"),
+]
+
+
+def grpc_target(address: str) -> str:
+    """``/run/x.sock`` or ``unix:///run/x.sock`` -> unix target; ``tcp://h:p`` -> ``h:p``."""
+    if not address:
+        raise errors.InvalidArgument("containerd address is empty", hint=f"e.g. {DEFAULT_SOCKET_PATH}")
+    if address.startswith("tcp://"):
+        return address[len("tcp://"):]
+    if address.startswith("unix://"):
+        return "unix:" + address[len("unix://"):]
+    if address.startswith("/") or address.startswith("."):
+        return "unix:" + os.path.abspath(address)
+    return address
+
+
+class ContainerdClient:
+    """Holds one channel; every RPC goes through :meth:`call` so errors map in one place."""
+
+    def __init__(self, address: str = DEFAULT_SOCKET_PATH, namespace: str = DEFAULT_NAMESPACE) -> None:
+        if not namespace:
+            raise errors.InvalidArgument("namespace is empty", hint=f"use {DEFAULT_NAMESPACE!r} or a name of yours")
+        self.address = address
+        self.namespace = namespace
+        self._channel = grpc.insecure_channel(grpc_target(address), options=_CHANNEL_OPTIONS)
+        self._stubs: dict[type, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def stub(self, stub_class: type) -> Any:
+        with self._lock:
+            stub = self._stubs.get(stub_class)
+            if stub is None:
+                stub = self._stubs[stub_class] = stub_class(self._channel)
+            return stub
+
+    def metadata(self, lease: str = "", namespace: Optional[str] = None) -> tuple[tuple[str, str], ...]:
+        md: tuple[tuple[str, str], ...] = ((NAMESPACE_HEADER, namespace or self.namespace),)
+        if lease:
+            md += ((LEASE_HEADER, lease),)
+        return md
+
+    def call(
+        self,
+        method: Any,
+        request: Any,
+        *,
+        what: str,
+        timeout: Optional[float] = None,
+        lease: str = "",
+        namespace: Optional[str] = None,
+    ) -> Any:
+        """Run a unary RPC; Ctrl-C cancels it; failures become CtrError naming *what*."""
+        future = method.future(request, timeout=timeout, metadata=self.metadata(lease, namespace))
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
+        except grpc.RpcError as err:
+            raise map_rpc_error(err, what, self.address) from None
+
+    def stream(
+        self,
+        method: Any,
+        request: Any,
+        *,
+        what: str,
+        timeout: Optional[float] = None,
+        lease: str = "",
+    ) -> Iterator[Any]:
+        """Run a server-streaming (or stream-stream) RPC, mapping errors; cancel on early exit."""
+        call = method(request, timeout=timeout, metadata=self.metadata(lease))
+        try:
+            yield from call
+        except grpc.RpcError as err:
+            raise map_rpc_error(err, what, self.address) from None
+        finally:
+            call.cancel()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ContainerdClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DefaultClientFactory:
+    """Returns a connected client for a socket path or ``tcp://host:port`` address."""
+
+    def __init__(self, socket_path: str = DEFAULT_SOCKET_PATH) -> None:
+        self.socket_path = socket_path
+
+    def new(self, namespace: str = DEFAULT_NAMESPACE) -> ContainerdClient:
+        return ContainerdClient(self.socket_path, namespace)

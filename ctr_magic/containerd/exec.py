@@ -1,0 +1,9 @@
+"""exec methods of DefaultService (being written)."""
+
+from __future__ import annotations
+
+from ._base import ServiceBase
+
+
+class ExecMixin(ServiceBase):
+    pass

@@ -1,0 +1,9 @@
+"""images methods of DefaultService (being written)."""
+
+from __future__ import annotations
+
+from ._base import ServiceBase
+
+
+class ImagesMixin(ServiceBase):
+    pass

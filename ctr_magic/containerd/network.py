@@ -1,0 +1,9 @@
+"""network methods of DefaultService (being written)."""
+
+from __future__ import annotations
+
+from ._base import ServiceBase
+
+
+class NetworkMixin(ServiceBase):
+    pass

@@ -1,0 +1,9 @@
+"""snapshots methods of DefaultService (being written)."""
+
+from __future__ import annotations
+
+from ._base import ServiceBase
+
+
+class SnapshotsMixin(ServiceBase):
+    pass

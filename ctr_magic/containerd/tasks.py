@@ -1,0 +1,9 @@
+"""tasks methods of DefaultService (being written)."""
+
+from __future__ import annotations
+
+from ._base import ServiceBase
+
+
+class TasksMixin(ServiceBase):
+    pass
