@@ -84,11 +84,24 @@ class CreateContainerRequest:
 
 
 @dataclass
+class LayerProgress:
+    """One progress event of a pull or push, per blob (layer, config or manifest)."""
+
+    ref: str
+    digest: str
+    media_type: str = ""
+    done: int = 0
+    total: int = 0
+    # waiting | downloading | exists | done | unpacking | unpacked | uploading | error
+    state: str = "waiting"
+
+
+@dataclass
 class PullImageOptions:
     unpack: bool = True
     snapshotter: str = ""
     platform: str = ""
-    progress: Optional[Callable[[Any], None]] = None
+    progress: Optional[Callable[[LayerProgress], None]] = None
 
 
 @dataclass
@@ -222,6 +235,7 @@ __all__ = [
     "ExecTaskResult",
     "ExecTaskSession",
     "ImageInfo",
+    "LayerProgress",
     "ListTasksOptions",
     "MountInfo",
     "MountSpec",
