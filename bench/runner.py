@@ -63,7 +63,9 @@ def run(argv: Sequence[str], *, stdout: Optional[int] = subprocess.DEVNULL) -> N
     subprocess.run(list(argv), check=True, stdout=stdout, stderr=subprocess.PIPE)
 
 
-def interleave(ours: Callable[[], float], reference: Callable[[], float], repeat: int) -> tuple[list[float], list[float]]:
+def interleave(
+    ours: Callable[[], float], reference: Callable[[], float], repeat: int
+) -> tuple[list[float], list[float]]:
     """Alternate the two sides so drift in machine load hits both equally."""
     a: list[float] = []
     b: list[float] = []
