@@ -10,12 +10,16 @@ import os
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ctr_magic import errors
 from ctr_magic.daemon import Environment, EnvironmentInfo, find_binary
 from ctr_magic.imagebuild import busybox_path, publish_test_images
+
+if TYPE_CHECKING:
+    from ctr_magic.containerd.service import DefaultService
 
 REQUIRED_BINARIES = ("containerd", "ctr", "containerd-shim-runc-v2", "runc", "docker-registry", "skopeo")
 
@@ -109,3 +113,15 @@ def make_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Calla
     yield make
     for env in made:
         env.down()
+
+
+@pytest.fixture(scope="session")
+def service(environment: EnvironmentInfo, namespace: str) -> Iterator["DefaultService"]:
+    """A DefaultService on the session environment, in the run's own namespace."""
+    from ctr_magic.containerd.service import DefaultService
+
+    svc = DefaultService.connect(environment.containerd_socket, namespace)
+    try:
+        yield svc
+    finally:
+        svc.close()

@@ -1,0 +1,43 @@
+"""The containerd connection against the real private daemon: version, namespaces, plugins."""
+
+import re
+
+import ctr_magic
+from ctr_magic.containerd.service import DefaultService
+from ctr_magic.daemon import EnvironmentInfo
+
+
+def test_version_matches_ctr(service: DefaultService, ctr) -> None:
+    ours = service.version()
+    out = ctr("version").stdout
+    server = out.split("Server:", 1)[1]
+    assert re.search(rf"Version:\s+v?{re.escape(ours.version.lstrip('v'))}\b", server)
+    assert ours.revision and ours.revision in server
+    assert ours.address == service.client.address
+    assert service.ping() is True
+
+
+def test_namespace_travels_on_every_call(environment: EnvironmentInfo, namespace: str, ctr) -> None:
+    # A label set through ctr in our namespace is only visible through a client in that namespace.
+    ctr("namespaces", "create", namespace, check=False)
+    with ctr_magic.connect(socket=environment.containerd_socket, namespace=namespace) as svc:
+        assert namespace in svc.namespaces()
+    with ctr_magic.connect(socket=environment.containerd_socket, namespace="elsewhere") as other:
+        assert other.client.namespace == "elsewhere"
+        assert other.client.metadata() == (("containerd-namespace", "elsewhere"),)
+
+
+def test_plugins_report_overlayfs_and_runc(service: DefaultService) -> None:
+    plugins = {(p.type, p.id): p for p in service.plugins()}
+    assert plugins[("io.containerd.snapshotter.v1", "overlayfs")].status == "ok"
+    assert ("io.containerd.runtime.v2", "task") in plugins
+    assert ("io.containerd.grpc.v1", "cri") not in plugins  # our private daemon runs without CRI
+
+
+def test_connect_defaults_to_env_socket(environment: EnvironmentInfo, monkeypatch) -> None:
+    monkeypatch.setenv("CTR_MAGIC_SOCKET", environment.containerd_socket)
+    monkeypatch.setenv("CTR_MAGIC_NAMESPACE", "from-env")
+    with ctr_magic.connect() as svc:
+        assert svc.client.address == environment.containerd_socket
+        assert svc.namespace == "from-env"
+        assert svc.version().version
