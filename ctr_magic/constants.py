@@ -17,6 +17,8 @@ ENV_NAMESPACE = "CTR_MAGIC_NAMESPACE"
 ENV_BACKEND = "CTR_MAGIC_BACKEND"
 ENV_REGISTRY = "CTR_MAGIC_REGISTRY"
 ENV_HOME = "CTR_MAGIC_HOME"
+# Comma-separated registries (host or host:port) that may be reached over plain HTTP.
+ENV_INSECURE_REGISTRIES = "CTR_MAGIC_INSECURE_REGISTRIES"
 
 # gRPC metadata keys containerd reads.
 NAMESPACE_HEADER = "containerd-namespace"
@@ -67,3 +69,35 @@ LABEL_IMAGE_NAME = "io.containerd.image.name"
 SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options"
+
+# Containers, tasks and exec (containerd backend).
+#: Where ctr-magic keeps per-container files (logs, resolv.conf): ``$CTR_MAGIC_HOME/data`` when
+#: CTR_MAGIC_HOME is set, else this directory (expanded).
+DEFAULT_DATA_DIR = "~/.local/share/ctr-magic"
+DATA_SUBDIR = "data"
+CONTAINER_LOG_NAME = "container.log"
+CONTAINER_RESOLV_CONF_NAME = "resolv.conf"
+DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: Set by containerd's clients (ctr, nerdctl) from the image config's StopSignal.
+LABEL_STOP_SIGNAL = "io.containerd.image.config.stop-signal"
+#: Prefixes of the temporary directories ctr-magic creates (FIFO sets, rootfs peeks), so leaks can be found.
+FIFO_DIR_PREFIX = "ctr-magic-io-"
+ROOTFS_PEEK_PREFIX = "ctr-magic-rootfs-"
+EXEC_ID_PREFIX = "ctr-magic-exec-"
+#: Leases ctr-magic holds while creating a container expire on their own after this long, as the Go client's.
+CREATE_LEASE_EXPIRY_SECONDS = 24 * 3600
+TOPIC_TASK_EXIT = "/tasks/exit"
+#: An event ctr-magic publishes to itself to learn that an Events subscription is live.
+TOPIC_SUBSCRIPTION_PROBE = "/ctr-magic/probe"
+PROBE_TYPE_URL = "types.ctr-magic.io/events/SubscriptionProbe"
+
+# Docker Engine API backend.
+DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+ENV_DOCKER_HOST = "DOCKER_HOST"
+DOCKER_MIN_API_VERSION = "1.24"  # API versions ctr-magic speaks (1.41: Debian's dockerd 20.10; 1.51: socktainer)
+DOCKER_MAX_API_VERSION = "1.51"
+
+# Apple Container through socktainer.
+SOCKTAINER_BINARY = "socktainer"
+SOCKTAINER_SOCKET = "~/.socktainer/container.sock"  # socktainer always serves here ($HOME-relative)
+SOCKTAINER_START_TIMEOUT = 30.0  # its start-up clean-up can take this long

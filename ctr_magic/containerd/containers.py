@@ -1,9 +1,315 @@
-"""containers methods of DefaultService (being written)."""
+"""Containers on containerd: create (spec, snapshot, record), get, list, list by label, delete.
+
+A container is stored as containerd's own clients store it (``ctr containers info`` shows it, ``ctr
+task start`` runs it): the OCI spec as an ``Any`` holding JSON, runtime ``io.containerd.runc.v2``
+with (empty) runc options, the image name, the snapshotter and an active snapshot prepared from
+the image's top chain ID. The snapshot is made under a short lease, as the Go client does, so
+garbage collection cannot take it before the record refers to it.
+"""
 
 from __future__ import annotations
 
-from ._base import ServiceBase
+import logging
+import os
+import secrets
+import signal as _signal
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional
+
+from google.protobuf import any_pb2
+
+from .. import errors
+from ..constants import (
+    CONTAINER_RESOLV_CONF_NAME,
+    CREATE_LEASE_EXPIRY_SECONDS,
+    DEFAULT_RUNTIME,
+    LABEL_GC_EXPIRE,
+    LABEL_IMAGE_NAME,
+    LABEL_STOP_SIGNAL,
+    RUNC_OPTIONS_TYPE_URL,
+    SPEC_TYPE_URL,
+)
+from ..hosthelpers import apply_host_helpers
+from ..types import (
+    ContainerInfo,
+    ContainerSpec,
+    CreateContainerRequest,
+    DeleteContainerOptions,
+    PullImageOptions,
+    RuntimeInfo,
+)
+from .convert import to_datetime
+from .imagestore import ResolvedImage
+from .pb import containers_pb2, leases_pb2, leases_pb2_grpc, snapshots_pb2, snapshots_pb2_grpc, task_pb2
+from .rootfs import read_user_files
+from .runtime_base import RuntimeBase, check_id
+from .spec import NoRootfs, build_spec, resolv_conf_text, to_json_bytes
+from .task_events import quote_filter
+
+log = logging.getLogger(__name__)
+
+_KILL_WAIT = 10.0
 
 
-class ContainersMixin(ServiceBase):
-    pass
+def container_info(record: containers_pb2.Container) -> ContainerInfo:
+    return ContainerInfo(
+        id=record.id,
+        image=record.image,
+        labels=dict(record.labels),
+        snapshotter=record.snapshotter,
+        snapshot_key=record.snapshot_key,
+        runtime=RuntimeInfo(name=record.runtime.name),
+        created_at=to_datetime(record, "created_at"),
+        updated_at=to_datetime(record, "updated_at"),
+    )
+
+
+def label_filter(key: str, value: str) -> str:
+    """containerd's filter for a label: ``labels."k"=="v"``, or presence only when *value* is empty."""
+    selector = f"labels.{quote_filter(key)}"
+    return f"{selector}=={quote_filter(value)}" if value else selector
+
+
+class _Undo:
+    """What create_container made so far, removed again (newest first) if it fails."""
+
+    def __init__(self) -> None:
+        self._steps: list[tuple[str, Any]] = []
+
+    def add(self, what: str, fn: Any) -> None:
+        self._steps.append((what, fn))
+
+    def run(self) -> None:
+        for what, fn in reversed(self._steps):
+            try:
+                fn()
+            except BaseException:  # keep undoing; the original error is what the caller sees
+                log.warning("cleanup failed: %s", what, exc_info=True)
+        self._steps.clear()
+
+
+class ContainersMixin(RuntimeBase):
+    """create / get / list / list_by_label / delete of the Service contract."""
+
+    @property
+    def _snapshots_stub(self) -> Any:
+        return self.client.stub(snapshots_pb2_grpc.SnapshotsStub)
+
+    # -- create ------------------------------------------------------------------------------------
+    def create_container(self, req: CreateContainerRequest) -> ContainerInfo:
+        """Create a container from an image (pulled and unpacked first when absent)."""
+        if req is None:
+            raise errors.InvalidArgument("create_container needs a CreateContainerRequest")
+        check_id(req.id)
+        if not req.image_ref:
+            raise errors.InvalidArgument(f"container {req.id!r}: image_ref is empty", hint="e.g. busybox:latest")
+        spec_in = req.spec or ContainerSpec()
+        snapshotter = req.snapshotter or self.snapshotter
+        key = req.snapshot_id or req.id
+        if self.container_exists(req.id):
+            raise errors.AlreadyExists(f"container {req.id!r} already exists in namespace {self.namespace!r}",
+                                       hint="choose another id, or delete the existing container first")
+        image = self._image_for_container(req.image_ref, snapshotter, explicit=bool(req.snapshotter))
+        return self._create(req, spec_in, image, snapshotter, key, replace_snapshot=bool(req.snapshotter))
+
+    def _image_for_container(self, ref: str, snapshotter: str, *, explicit: bool) -> ResolvedImage:
+        """The image, pulled when absent and unpacked when its top layer is not in *snapshotter*."""
+        try:
+            image = self.images.resolve(ref)
+        except errors.NotFound:
+            log.info("image %s not found: pulling it", ref)
+            self._pull_for_container(ref, snapshotter)
+            image = self.images.resolve(ref)
+        parent = image.top_chain_id
+        if parent and not self._snapshot_exists(snapshotter, parent):
+            if explicit:
+                raise errors.NotFound(
+                    f"parent snapshot {parent} (top layer of {image.name}) does not exist in snapshotter "
+                    f"{snapshotter!r}",
+                    hint=f"unpack the image there: pull_image({image.name!r}, "
+                    f"PullImageOptions(snapshotter={snapshotter!r}))",
+                )
+            self._pull_for_container(image.name, snapshotter)
+            if not self._snapshot_exists(snapshotter, parent):
+                raise errors.NotFound(f"image {image.name} is not unpacked in snapshotter {snapshotter!r} "
+                                      f"(no snapshot {parent})")
+        return image
+
+    def _pull_for_container(self, ref: str, snapshotter: str) -> None:
+        pull = getattr(self, "pull_image", None)
+        if pull is None:
+            raise errors.NotFound(f"image {ref!r} is not in namespace {self.namespace!r}",
+                                  hint="pull it first (ctr images pull)")
+        pull(ref, PullImageOptions(unpack=True, snapshotter=snapshotter))
+
+    def _snapshot_exists(self, snapshotter: str, key: str) -> bool:
+        try:
+            self.client.call(self._snapshots_stub.Stat,
+                             snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter, key=key),
+                             what=f"snapshot {key} in {snapshotter}")
+        except errors.NotFound:
+            return False
+        return True
+
+    def _remove_snapshot(self, snapshotter: str, key: str) -> None:
+        try:
+            self.client.call(self._snapshots_stub.Remove,
+                             snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key),
+                             what=f"removing snapshot {key} from {snapshotter}")
+        except errors.NotFound:
+            pass
+
+    def _create_lease(self) -> str:
+        stub = self.client.stub(leases_pb2_grpc.LeasesStub)
+        expires = datetime.now(timezone.utc) + timedelta(seconds=CREATE_LEASE_EXPIRY_SECONDS)
+        lease_id = f"ctr-magic-create-{secrets.token_hex(8)}"
+        self.client.call(stub.Create, leases_pb2.CreateRequest(
+            id=lease_id, labels={LABEL_GC_EXPIRE: expires.strftime("%Y-%m-%dT%H:%M:%SZ")}),
+            what="creating a lease for the new container")
+        return lease_id
+
+    def _delete_lease(self, lease_id: str) -> None:
+        stub = self.client.stub(leases_pb2_grpc.LeasesStub)
+        try:
+            self.client.call(stub.Delete, leases_pb2.DeleteRequest(id=lease_id), what=f"deleting lease {lease_id}")
+        except errors.NotFound:
+            pass
+
+    def _create(self, req: CreateContainerRequest, spec_in: ContainerSpec, image: ResolvedImage,
+                snapshotter: str, key: str, *, replace_snapshot: bool) -> ContainerInfo:
+        undo = _Undo()
+        try:
+            lease = self._create_lease()
+            undo.add(f"lease {lease}", lambda: self._delete_lease(lease))
+            if replace_snapshot and self._snapshot_exists(snapshotter, key):
+                log.info("replacing snapshot %s in %s", key, snapshotter)
+                self._remove_snapshot(snapshotter, key)
+            mounts = self._prepare_snapshot(snapshotter, key, image.top_chain_id, lease, undo)
+            rootfs = read_user_files(mounts, f"container {req.id}") if image.top_chain_id else NoRootfs()
+            spec_in = self._with_host_files(req.id, spec_in, undo)
+            resolv = self._write_resolv_conf(req.id, spec_in.dns, undo) if spec_in.dns else ""
+            spec = build_spec(namespace=self.namespace, container_id=req.id, image_config=image.runtime_config,
+                              container_spec=spec_in, rootfs=rootfs, resolv_conf_path=resolv, image_name=image.name)
+            record = self._create_record(req, image, spec, snapshotter, key, lease, undo)
+        except BaseException:
+            undo.run()
+            raise
+        self._delete_lease(lease)
+        log.info("created container %s from %s", req.id, image.name)
+        return container_info(record)
+
+    def _prepare_snapshot(self, snapshotter: str, key: str, parent: str, lease: str, undo: _Undo) -> list[Any]:
+        request = snapshots_pb2.PrepareSnapshotRequest(snapshotter=snapshotter, key=key, parent=parent)
+        try:
+            resp = self.client.call(self._snapshots_stub.Prepare, request, lease=lease,
+                                    what=f"preparing snapshot {key} in {snapshotter}")
+        except errors.AlreadyExists:
+            raise errors.AlreadyExists(f"snapshot {key!r} already exists in snapshotter {snapshotter!r}",
+                                       hint="choose another snapshot_id, or remove that snapshot") from None
+        except BaseException:
+            # Interrupted or failed: the daemon may still have made it; it is ours either way.
+            undo.add(f"snapshot {key}", lambda: self._remove_snapshot(snapshotter, key))
+            raise
+        undo.add(f"snapshot {key}", lambda: self._remove_snapshot(snapshotter, key))
+        return list(resp.mounts)
+
+    def _with_host_files(self, container_id: str, spec_in: ContainerSpec, undo: _Undo) -> ContainerSpec:
+        if not (spec_in.host_dns or spec_in.host_timezone):
+            return spec_in
+        directory = self.container_dir(container_id)
+        undo.add(f"directory {directory}", lambda: self.remove_container_dir(container_id))
+        return apply_host_helpers(spec_in, directory)
+
+    def _write_resolv_conf(self, container_id: str, nameservers: list[str], undo: _Undo) -> str:
+        text = resolv_conf_text(nameservers)
+        directory = self.container_dir(container_id)
+        undo.add(f"directory {directory}", lambda: self.remove_container_dir(container_id))
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, CONTAINER_RESOLV_CONF_NAME)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(path, 0o644)
+        return path
+
+    def _create_record(self, req: CreateContainerRequest, image: ResolvedImage, spec: dict[str, Any],
+                       snapshotter: str, key: str, lease: str, undo: _Undo) -> containers_pb2.Container:
+        image_config = image.runtime_config
+        labels = dict(image_config.get("Labels") or {})
+        labels[LABEL_STOP_SIGNAL] = image_config.get("StopSignal") or "SIGTERM"
+        labels.update(req.labels or {})
+        labels[LABEL_IMAGE_NAME] = image.name
+        record = containers_pb2.Container(
+            id=req.id,
+            labels=labels,
+            image=image.name,
+            runtime=containers_pb2.Container.Runtime(
+                name=DEFAULT_RUNTIME, options=any_pb2.Any(type_url=RUNC_OPTIONS_TYPE_URL)),
+            spec=any_pb2.Any(type_url=SPEC_TYPE_URL, value=to_json_bytes(spec)),
+            snapshotter=snapshotter,
+            snapshot_key=key,
+        )
+        try:
+            resp = self.client.call(self.containers_stub.Create, containers_pb2.CreateContainerRequest(
+                container=record), lease=lease, what=f"creating container {req.id}")
+        except errors.AlreadyExists:
+            raise errors.AlreadyExists(f"container {req.id!r} already exists in namespace {self.namespace!r}",
+                                       hint="choose another id, or delete the existing container first") from None
+        except BaseException:
+            undo.add(f"container {req.id}", lambda: self._delete_record(req.id))
+            raise
+        undo.add(f"container {req.id}", lambda: self._delete_record(req.id))
+        self._remember_spec(resp.container)
+        return resp.container
+
+    def _delete_record(self, container_id: str) -> None:
+        self.forget_spec(container_id)
+        try:
+            self.client.call(self.containers_stub.Delete, containers_pb2.DeleteContainerRequest(id=container_id),
+                             what=f"deleting container {container_id}")
+        except errors.NotFound:
+            pass
+
+    # -- read ----------------------------------------------------------------------------------------
+    def get_container(self, id: str) -> ContainerInfo:
+        return container_info(self.container_record(id))
+
+    def list_containers(self) -> list[ContainerInfo]:
+        return self._list([])
+
+    def list_containers_by_label(self, key: str, value: str) -> list[ContainerInfo]:
+        """Containers whose label *key* equals *value* (any value when *value* is "")."""
+        if not key:
+            raise errors.InvalidArgument("label key is empty", hint="e.g. list_containers_by_label('app', 'web')")
+        return self._list([label_filter(key, value or "")])
+
+    def _list(self, filters: list[str]) -> list[ContainerInfo]:
+        resp = self.client.call(self.containers_stub.List, containers_pb2.ListContainersRequest(filters=filters),
+                                what="listing containers")
+        return sorted((container_info(c) for c in resp.containers), key=lambda c: c.id)
+
+    # -- delete --------------------------------------------------------------------------------------
+    def delete_container(self, id: str, opts: Optional[DeleteContainerOptions] = None) -> None:
+        """Delete the container (and by default its snapshot).
+
+        A running task makes this fail with FailedPrecondition unless ``force=True``, which kills
+        and deletes the task first. A stopped task is deleted along with the container.
+        """
+        opts = opts or DeleteContainerOptions()
+        record = self.container_record(id)
+        process = self.task_process(id)
+        if process is not None and process.status != task_pb2.STOPPED:
+            if not opts.force:
+                raise errors.FailedPrecondition(
+                    f"container {id!r} has a {task_pb2.Status.Name(process.status).lower()} task (pid {process.pid})",
+                    hint="stop it first (stop_container), or pass DeleteContainerOptions(force=True)",
+                )
+            had_task, status = self.signal_and_wait(id, _signal.SIGKILL, _KILL_WAIT, all=True)
+            if had_task and status is None:
+                raise errors.TaskStopTimeout(f"task of container {id!r} did not exit {_KILL_WAIT:.0f}s after SIGKILL")
+        if process is not None:
+            self.remove_task(id)
+        self._delete_record(id)
+        if opts.cleanup_snapshot and record.snapshot_key:
+            self._remove_snapshot(record.snapshotter or self.snapshotter, record.snapshot_key)
+        self.remove_container_dir(id)
+        log.info("deleted container %s", id)

@@ -116,7 +116,7 @@ def make_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Calla
 
 
 @pytest.fixture(scope="session")
-def service(environment: EnvironmentInfo, namespace: str) -> Iterator["DefaultService"]:
+def service(environment: EnvironmentInfo, namespace: str) -> Iterator[DefaultService]:
     """A DefaultService on the session environment, in the run's own namespace."""
     from ctr_magic.containerd.service import DefaultService
 
