@@ -43,6 +43,7 @@ MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_DOCKER_MANIFEST_V1 = "application/vnd.docker.distribution.manifest.v1+json"
 MEDIA_DOCKER_MANIFEST_V1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MEDIA_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 MEDIA_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 MEDIA_DOCKER_LAYER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
@@ -90,6 +91,24 @@ TOPIC_TASK_EXIT = "/tasks/exit"
 #: An event ctr-magic publishes to itself to learn that an Events subscription is live.
 TOPIC_SUBSCRIPTION_PROBE = "/ctr-magic/probe"
 PROBE_TYPE_URL = "types.ctr-magic.io/events/SubscriptionProbe"
+
+# Snapshots, host mounts and CNI networking (containerd backend).
+#: Temporary View snapshots (read-only mounts, commit) and host mount directories ctr-magic creates.
+VIEW_SNAPSHOT_PREFIX = "ctr-magic-view-"
+MOUNT_DIR_PREFIX = "ctr-magic-mnt-"
+#: Labels on a checkpoint's committed snapshot: which container and version it holds.
+LABEL_CHECKPOINT_CONTAINER = "io.ctr-magic/checkpoint.container"
+LABEL_CHECKPOINT_VERSION = "io.ctr-magic/checkpoint.version"
+DEFAULT_CNI_BIN_DIR = "/usr/lib/cni"
+#: Where distributions put the CNI plugins; searched in order when the default directory is asked for.
+CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni")
+#: The default CNI network ctr-magic writes when asked (or when the conf dir has none).
+DEFAULT_NETWORK_NAME = "ctr-magic"
+DEFAULT_BRIDGE = "ctrmagic0"
+DEFAULT_SUBNET = "10.213.0.0/24"
+#: Under the data directory: CNI configs (cni/net.d), IPAM state (cni/ipam); per namespace: results, pinned netns.
+CNI_SUBDIR = "cni"
+NETWORK_STATE_SUBDIR = "networks"
 
 # Docker Engine API backend.
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"

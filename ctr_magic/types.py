@@ -102,6 +102,7 @@ class PullImageOptions:
     snapshotter: str = ""
     platform: str = ""
     progress: Optional[Callable[[LayerProgress], None]] = None
+    timeout: Optional[float] = None  # seconds for the whole pull; None waits as long as it takes
 
 
 @dataclass
@@ -222,6 +223,12 @@ class MountedSnapshot:
     dir: str
     info: ContainerInfo
     unmount: Callable[[], None]
+
+    def __enter__(self) -> MountedSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unmount()
 
 
 __all__ = [

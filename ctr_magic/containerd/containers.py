@@ -16,7 +16,7 @@ import signal as _signal
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, field_mask_pb2
 
 from .. import errors
 from ..constants import (
@@ -24,6 +24,7 @@ from ..constants import (
     CREATE_LEASE_EXPIRY_SECONDS,
     DEFAULT_RUNTIME,
     LABEL_GC_EXPIRE,
+    LABEL_GC_ROOT,
     LABEL_IMAGE_NAME,
     LABEL_STOP_SIGNAL,
     RUNC_OPTIONS_TYPE_URL,
@@ -159,6 +160,19 @@ class ContainersMixin(RuntimeBase):
         except errors.NotFound:
             pass
 
+    def _keep_snapshot(self, snapshotter: str, key: str) -> None:
+        """Mark the snapshot as a GC root, as ``ctr snapshots prepare`` does, so it outlives its container."""
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        request = snapshots_pb2.UpdateSnapshotRequest(
+            snapshotter=snapshotter,
+            info=snapshots_pb2.Info(name=key, labels={LABEL_GC_ROOT: stamp}),
+            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{LABEL_GC_ROOT}"]),
+        )
+        try:
+            self.client.call(self._snapshots_stub.Update, request, what=f"keeping snapshot {key} in {snapshotter}")
+        except errors.NotFound:
+            pass
+
     def _create_lease(self) -> str:
         stub = self.client.stub(leases_pb2_grpc.LeasesStub)
         expires = datetime.now(timezone.utc) + timedelta(seconds=CREATE_LEASE_EXPIRY_SECONDS)
@@ -291,6 +305,9 @@ class ContainersMixin(RuntimeBase):
     def delete_container(self, id: str, opts: Optional[DeleteContainerOptions] = None) -> None:
         """Delete the container (and by default its snapshot).
 
+        With ``cleanup_snapshot=False`` the snapshot stays, labelled as a GC root (remove it with
+        the snapshot tools when done).
+
         A running task makes this fail with FailedPrecondition unless ``force=True``, which kills
         and deletes the task first. A stopped task is deleted along with the container.
         """
@@ -308,8 +325,12 @@ class ContainersMixin(RuntimeBase):
                 raise errors.TaskStopTimeout(f"task of container {id!r} did not exit {_KILL_WAIT:.0f}s after SIGKILL")
         if process is not None:
             self.remove_task(id)
+        snapshotter = record.snapshotter or self.snapshotter
+        if record.snapshot_key and not opts.cleanup_snapshot:
+            # Without the record nothing refers to the snapshot: garbage collection would take it.
+            self._keep_snapshot(snapshotter, record.snapshot_key)
         self._delete_record(id)
         if opts.cleanup_snapshot and record.snapshot_key:
-            self._remove_snapshot(record.snapshotter or self.snapshotter, record.snapshot_key)
+            self._remove_snapshot(snapshotter, record.snapshot_key)
         self.remove_container_dir(id)
         log.info("deleted container %s", id)

@@ -1,9 +1,353 @@
-"""snapshots methods of DefaultService (being written)."""
+"""Snapshots of DefaultService: commit, list (with disk usage), prepare, view, mounts, remove,
+containers on an existing snapshot, and checkpoints (named versions of a container's files).
+
+Snapshots ctr-magic makes on the caller's behalf (prepare, commit, checkpoint versions) carry
+containerd's ``gc.root`` label, as ``ctr snapshots prepare/commit`` do: nothing else refers to
+them, and without it garbage collection would take them. Remove them with ``remove_snapshot``.
+"""
 
 from __future__ import annotations
 
-from ._base import ServiceBase
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from .. import errors
+from ..constants import LABEL_CHECKPOINT_CONTAINER, LABEL_CHECKPOINT_VERSION, LABEL_GC_ROOT
+from ..types import (
+    ContainerInfo,
+    ContainerSpec,
+    CreateContainerRequest,
+    ImageInfo,
+    MountInfo,
+    SnapshotCommitResult,
+    SnapshotInfo,
+)
+from .containers import _Undo, container_info
+from .convert import to_datetime
+from .imagestore import ResolvedImage
+from .pb import snapshots_pb2, snapshots_pb2_grpc, task_pb2
+from .rootfs import read_user_files
+from .runtime_base import RuntimeBase, check_id
+from .spec import build_spec
+
+log = logging.getLogger(__name__)
+
+KINDS = {
+    snapshots_pb2.VIEW: "view",
+    snapshots_pb2.ACTIVE: "active",
+    snapshots_pb2.COMMITTED: "committed",
+}
+_USAGE_WORKERS = 8
 
 
-class SnapshotsMixin(ServiceBase):
-    pass
+def _require(call: str, **values: str) -> None:
+    """InvalidArgument naming every empty argument of *call*."""
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise errors.InvalidArgument(f"{call}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required",
+                                     hint="list_snapshots(snapshotter) shows the existing keys")
+
+
+def _gc_root_labels(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+    labels = {LABEL_GC_ROOT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    labels.update(extra or {})
+    return labels
+
+
+def _mount_infos(mounts: Any) -> list[MountInfo]:
+    return [MountInfo(type=m.type, source=m.source, options=list(m.options)) for m in mounts]
+
+
+def snapshot_info(info: snapshots_pb2.Info, size: int = 0, inodes: int = 0) -> SnapshotInfo:
+    return SnapshotInfo(
+        name=info.name,
+        parent=info.parent,
+        kind=KINDS.get(info.kind, "unknown"),
+        created=to_datetime(info, "created_at"),
+        updated=to_datetime(info, "updated_at"),
+        labels=dict(info.labels),
+        size=size,
+        inodes=inodes,
+    )
+
+
+def checkpoint_name(container_id: str, version: str) -> str:
+    """The committed snapshot holding *version* of *container_id*: ``<container>@<version>``."""
+    return f"{container_id}@{version}"
+
+
+class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMixin, whose helpers are used here
+    """The five snapshot methods of the contract, plus stat/view/remove/usage and checkpoint."""
+
+    @property
+    def snapshots_stub(self) -> Any:
+        return self.client.stub(snapshots_pb2_grpc.SnapshotsStub)
+
+    def _snapshotter(self, snapshotter: str) -> str:
+        return snapshotter or self.snapshotter
+
+    # -- the contract ------------------------------------------------------------------------------
+    def commit_snapshot(self, snapshotter: str, name: str, key: str) -> None:
+        """Commit active snapshot *key* as *name* (the active key is gone afterwards)."""
+        _require("commit_snapshot", snapshotter=snapshotter, name=name, key=key)
+        self._commit(snapshotter, name, key, _gc_root_labels())
+
+    def _commit(self, snapshotter: str, name: str, key: str, labels: dict[str, str]) -> None:
+        what = f"committing snapshot {key!r} as {name!r} in {snapshotter}"
+        try:
+            self.client.call(self.snapshots_stub.Commit, snapshots_pb2.CommitSnapshotRequest(
+                snapshotter=snapshotter, name=name, key=key, labels=labels), what=what)
+        except errors.AlreadyExists:
+            raise errors.AlreadyExists(f"{what}: a snapshot named {name!r} already exists",
+                                       hint="choose another name; the active snapshot is unchanged") from None
+        except errors.NotFound:
+            raise errors.NotFound(f"{what}: no active snapshot {key!r}",
+                                  hint=f"list_snapshots({snapshotter!r}) shows the keys") from None
+        except errors.FailedPrecondition as exc:
+            raise errors.FailedPrecondition(f"{exc.message}", hint="only an active snapshot can be committed") \
+                from None
+        log.info("committed snapshot %s as %s (%s)", key, name, snapshotter)
+
+    def prepare_snapshot(self, snapshotter: str, key: str, parent: str) -> None:
+        """Prepare a new active snapshot *key* on top of committed snapshot *parent*."""
+        _require("prepare_snapshot", snapshotter=snapshotter, key=key, parent=parent)
+        self._prepare(snapshotter, key, parent, _gc_root_labels())
+
+    def _prepare(self, snapshotter: str, key: str, parent: str, labels: dict[str, str], *,
+                 lease: str = "") -> list[MountInfo]:
+        what = f"preparing snapshot {key!r} from {parent!r} in {snapshotter}"
+        try:
+            resp = self.client.call(self.snapshots_stub.Prepare, snapshots_pb2.PrepareSnapshotRequest(
+                snapshotter=snapshotter, key=key, parent=parent, labels=labels), what=what, lease=lease)
+        except errors.AlreadyExists:
+            raise errors.AlreadyExists(f"{what}: snapshot {key!r} already exists",
+                                       hint="choose another key, or remove_snapshot() the old one") from None
+        except errors.NotFound:
+            raise errors.NotFound(f"{what}: parent snapshot {parent!r} does not exist",
+                                  hint=f"list_snapshots({snapshotter!r}) shows the committed snapshots") from None
+        except errors.InvalidArgument as exc:
+            raise errors.InvalidArgument(exc.message, hint="the parent must be a committed snapshot") from None
+        log.info("prepared snapshot %s from %s (%s)", key, parent, snapshotter)
+        return _mount_infos(resp.mounts)
+
+    def snapshot_mounts(self, snapshotter: str, key: str) -> list[MountInfo]:
+        """How to mount active or view snapshot *key* (what ``ctr snapshots mounts`` prints)."""
+        _require("snapshot_mounts", snapshotter=snapshotter, key=key)
+        what = f"mounts of snapshot {key!r} in {snapshotter}"
+        try:
+            resp = self.client.call(self.snapshots_stub.Mounts, snapshots_pb2.MountsRequest(
+                snapshotter=snapshotter, key=key), what=what)
+        except errors.NotFound:
+            raise errors.NotFound(f"{what}: snapshot {key!r} does not exist",
+                                  hint=f"list_snapshots({snapshotter!r}) shows the keys") from None
+        except errors.FailedPrecondition:
+            raise errors.FailedPrecondition(
+                f"{what}: {key!r} is committed; only active and view snapshots have mounts",
+                hint="view it with view_snapshot(), or mount it with mount_snapshot()") from None
+        return _mount_infos(resp.mounts)
+
+    def list_snapshots(self, snapshotter: str, *, usage: bool = True) -> list[SnapshotInfo]:
+        """Every snapshot of *snapshotter* in this namespace, with disk usage unless ``usage=False``."""
+        _require("list_snapshots", snapshotter=snapshotter)
+        infos: list[snapshots_pb2.Info] = []
+        for batch in self.client.stream(self.snapshots_stub.List,
+                                        snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter),
+                                        what=f"listing snapshots of {snapshotter}"):
+            infos.extend(batch.info)
+        if not usage or not infos:
+            return [snapshot_info(i) for i in infos]
+        with ThreadPoolExecutor(max_workers=min(_USAGE_WORKERS, len(infos))) as pool:
+            usages = list(pool.map(lambda i: self._usage_or_zero(snapshotter, i.name), infos))
+        return [snapshot_info(i, *u) for i, u in zip(infos, usages, strict=True)]
+
+    def create_container_from_snapshot(self, req: CreateContainerRequest) -> ContainerInfo:
+        """Create a container whose root filesystem is an existing snapshot.
+
+        ``snapshot_id`` names an active snapshot (used as it is) or a committed one (a fresh active
+        snapshot, keyed by the container id, is prepared on it). ``image_ref`` supplies the process
+        config (entrypoint, env, user...), as for create_container.
+        """
+        if req is None:
+            raise errors.InvalidArgument("create_container_from_snapshot needs a CreateContainerRequest")
+        _require("create_container_from_snapshot", id=req.id, snapshot_id=req.snapshot_id, image_ref=req.image_ref)
+        check_id(req.id)
+        snapshotter = self._snapshotter(req.snapshotter)
+        if self.container_exists(req.id):
+            raise errors.AlreadyExists(f"container {req.id!r} already exists in namespace {self.namespace!r}",
+                                       hint="choose another id, or delete the existing container first")
+        source = self.stat_snapshot(snapshotter, req.snapshot_id)
+        if source.kind != "committed":
+            self._check_snapshot_unused(snapshotter, req.snapshot_id)
+        image = self._image_config_for(req.image_ref, snapshotter)
+        return self._create_on_snapshot(req, image, snapshotter, source)
+
+    def _image_config_for(self, ref: str, snapshotter: str) -> ResolvedImage:
+        """The image whose config the container runs with (pulled when absent; its layers are not needed)."""
+        try:
+            return self.images.resolve(ref)
+        except errors.NotFound:
+            self._pull_for_container(ref, snapshotter)  # type: ignore[attr-defined]  (ContainersMixin)
+            return self.images.resolve(ref)
+
+    def _check_snapshot_unused(self, snapshotter: str, key: str) -> None:
+        for other in self.list_containers():  # type: ignore[attr-defined]  (ContainersMixin)
+            if other.snapshot_key == key and (other.snapshotter or self.snapshotter) == snapshotter:
+                raise errors.FailedPrecondition(
+                    f"snapshot {key!r} is already the root filesystem of container {other.id!r}",
+                    hint=f"checkpoint that container, or prepare_snapshot({snapshotter!r}, NEW_KEY, PARENT) "
+                    "for a new one")
+
+    def _create_on_snapshot(self, req: CreateContainerRequest, image: ResolvedImage, snapshotter: str,
+                            source: SnapshotInfo) -> ContainerInfo:
+        # The steps of ContainersMixin._create, with the root filesystem taken from *source*
+        # instead of prepared from the image's layers; the spec and record code is theirs.
+        undo = _Undo()
+        spec_in = req.spec or ContainerSpec()
+        try:
+            lease = self._create_lease()
+            undo.add(f"lease {lease}", lambda: self._delete_lease(lease))
+            if source.kind == "committed":
+                key = req.id
+                mounts: list[Any] = self._prepare_snapshot(snapshotter, key, source.name, lease, undo)
+            else:
+                key = source.name
+                mounts = self.snapshot_mounts(snapshotter, key)
+            rootfs = read_user_files(mounts, f"container {req.id}")
+            spec_in = self._with_host_files(req.id, spec_in, undo)
+            resolv = self._write_resolv_conf(req.id, spec_in.dns, undo) if spec_in.dns else ""
+            spec = build_spec(namespace=self.namespace, container_id=req.id, image_config=image.runtime_config,
+                              container_spec=spec_in, rootfs=rootfs, resolv_conf_path=resolv, image_name=image.name)
+            record = self._create_record(req, image, spec, snapshotter, key, lease, undo)
+        except BaseException:
+            undo.run()
+            raise
+        self._delete_lease(lease)
+        log.info("created container %s on snapshot %s (config of %s)", req.id, key, image.name)
+        return container_info(record)
+
+    # -- more snapshot calls -----------------------------------------------------------------------
+    def stat_snapshot(self, snapshotter: str, key: str) -> SnapshotInfo:
+        _require("stat_snapshot", snapshotter=snapshotter, key=key)
+        what = f"snapshot {key!r} in {snapshotter}"
+        try:
+            resp = self.client.call(self.snapshots_stub.Stat, snapshots_pb2.StatSnapshotRequest(
+                snapshotter=snapshotter, key=key), what=what)
+        except errors.NotFound:
+            raise errors.NotFound(f"{what} does not exist",
+                                  hint=f"list_snapshots({snapshotter!r}) shows the keys") from None
+        return snapshot_info(resp.info)
+
+    def snapshot_exists(self, snapshotter: str, key: str) -> bool:
+        try:
+            self.stat_snapshot(snapshotter, key)
+        except errors.NotFound:
+            return False
+        return True
+
+    def snapshot_usage(self, snapshotter: str, key: str) -> tuple[int, int]:
+        """(bytes, inodes) the snapshot uses on disk (its own layer only)."""
+        _require("snapshot_usage", snapshotter=snapshotter, key=key)
+        resp = self.client.call(self.snapshots_stub.Usage, snapshots_pb2.UsageRequest(
+            snapshotter=snapshotter, key=key), what=f"disk usage of snapshot {key!r} in {snapshotter}")
+        return int(resp.size), int(resp.inodes)
+
+    def _usage_or_zero(self, snapshotter: str, key: str) -> tuple[int, int]:
+        try:
+            return self.snapshot_usage(snapshotter, key)
+        except errors.NotFound:  # removed while we were listing
+            return 0, 0
+
+    def view_snapshot(self, snapshotter: str, key: str, parent: str, *,
+                      labels: Optional[dict[str, str]] = None, lease: str = "") -> list[MountInfo]:
+        """A read-only View snapshot *key* of committed *parent*; returns its mounts.
+
+        Without a lease it is labelled as a GC root: remove it with remove_snapshot() when done.
+        """
+        _require("view_snapshot", snapshotter=snapshotter, key=key, parent=parent)
+        what = f"viewing snapshot {parent!r} as {key!r} in {snapshotter}"
+        all_labels = dict(labels or {}) if lease else _gc_root_labels(labels)
+        try:
+            resp = self.client.call(self.snapshots_stub.View, snapshots_pb2.ViewSnapshotRequest(
+                snapshotter=snapshotter, key=key, parent=parent, labels=all_labels), what=what, lease=lease)
+        except errors.NotFound:
+            raise errors.NotFound(f"{what}: snapshot {parent!r} does not exist",
+                                  hint=f"list_snapshots({snapshotter!r}) shows the keys") from None
+        except errors.AlreadyExists:
+            raise errors.AlreadyExists(f"{what}: snapshot {key!r} already exists") from None
+        return _mount_infos(resp.mounts)
+
+    def remove_snapshot(self, snapshotter: str, key: str) -> None:
+        """Remove snapshot *key*; FailedPrecondition while other snapshots are built on it."""
+        _require("remove_snapshot", snapshotter=snapshotter, key=key)
+        what = f"removing snapshot {key!r} from {snapshotter}"
+        try:
+            self.client.call(self.snapshots_stub.Remove, snapshots_pb2.RemoveSnapshotRequest(
+                snapshotter=snapshotter, key=key), what=what)
+        except errors.NotFound:
+            raise errors.NotFound(f"{what}: it does not exist") from None
+        except errors.FailedPrecondition:
+            raise errors.FailedPrecondition(f"{what}: other snapshots (or a container) are built on it",
+                                            hint="remove those first") from None
+        log.info("removed snapshot %s (%s)", key, snapshotter)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def checkpoint(self, container_id: str, version: str) -> SnapshotCommitResult:
+        """Save a stopped container's files as a named version and carry on from it.
+
+        The container's active snapshot is committed as ``<container>@<version>`` (kept until
+        removed: earlier versions stay available for new containers), and a fresh active
+        snapshot under the container's old key is prepared on top of it, so the container's
+        next start continues from this version. A stopped task is deleted first; a running one
+        is refused (stop it first).
+        """
+        _require("checkpoint", container_id=container_id, version=version)
+        record = self.container_record(container_id)
+        if not record.snapshot_key:
+            raise errors.FailedPrecondition(f"container {container_id!r} has no snapshot to checkpoint")
+        snapshotter = record.snapshotter or self.snapshotter
+        key = record.snapshot_key
+        process = self.task_process(container_id)
+        if process is not None:
+            if process.status != task_pb2.STOPPED:
+                state = task_pb2.Status.Name(process.status).lower()
+                raise errors.FailedPrecondition(
+                    f"checkpoint of container {container_id!r}: its task is {state} (pid {process.pid})",
+                    hint="stop it first (stop_container); a checkpoint needs the files at rest")
+            # The exited task still holds the root filesystem mount; it must go before the commit.
+            self.remove_task(container_id)
+        name = checkpoint_name(container_id, version)
+        if self.snapshot_exists(snapshotter, name):
+            raise errors.AlreadyExists(f"checkpoint {version!r} of container {container_id!r} already exists "
+                                       f"(snapshot {name!r})", hint="choose another version name")
+        labels = _gc_root_labels({LABEL_CHECKPOINT_CONTAINER: container_id, LABEL_CHECKPOINT_VERSION: version})
+        self._commit(snapshotter, name, key, labels)
+        try:
+            self._prepare(snapshotter, key, name, {})
+        except Exception as exc:
+            raise errors.CtrError(
+                f"checkpoint {version!r} of container {container_id!r} was saved as {name!r}, but preparing the "
+                f"container's new snapshot {key!r} failed ({exc})",
+                hint=f"prepare_snapshot({snapshotter!r}, {key!r}, {name!r}) repairs it") from None
+        log.info("checkpoint %s of container %s saved as snapshot %s", version, container_id, name)
+        return SnapshotCommitResult(version_snapshot_name=name, active_snapshot_name=key)
+
+    # -- images from containers ----------------------------------------------------------------
+    def commit_container(self, container_id: str, image_ref: str, *, cmd: Optional[list[str]] = None,
+                         env: Optional[list[str]] = None, message: str = "", replace: bool = False) -> ImageInfo:
+        """Save the container's files as a new image (``docker commit``); see :mod:`.commit`."""
+        from .commit import commit_container
+
+        return commit_container(self, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace)
+
+    def list_checkpoints(self, container_id: str = "", snapshotter: str = "") -> list[SnapshotInfo]:
+        """Checkpoint versions (of one container, or all), oldest first."""
+        snapshotter = self._snapshotter(snapshotter)
+        out = [s for s in self.list_snapshots(snapshotter)
+               if LABEL_CHECKPOINT_VERSION in s.labels
+               and (not container_id or s.labels.get(LABEL_CHECKPOINT_CONTAINER) == container_id)]
+        return sorted(out, key=lambda s: s.created or datetime.min.replace(tzinfo=timezone.utc))
+
+
+__all__ = ["SnapshotsMixin", "checkpoint_name", "snapshot_info"]

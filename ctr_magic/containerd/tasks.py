@@ -1,9 +1,334 @@
-"""tasks methods of DefaultService (being written)."""
+"""Tasks on containerd: start (no I/O, caller's stdio through FIFOs, terminal, log file), stop,
+kill, wait, delete, info, list and logs.
+
+Log files use the runc shim's own ``file://`` stdio URIs (containerd 1.6 supports them): the shim
+appends the task's stdout and stderr to the file itself, so no copier process runs on our side
+and the log outlives this Python process. The path is kept in a container label, so ``logs()``
+works from any process. Waiting for an exit goes through the Events service (see
+:mod:`.task_events`).
+"""
 
 from __future__ import annotations
 
-from ._base import ServiceBase
+import json
+import logging
+import os
+import signal as _signal
+import time
+from collections.abc import Iterator
+from typing import Any, Optional
+
+import grpc
+from google.protobuf import any_pb2, field_mask_pb2
+
+from .. import errors
+from ..constants import CONTAINER_LOG_NAME, LABEL_LOG_PATH, SPEC_TYPE_URL
+from ..types import (
+    DeleteTaskOptions,
+    ListTasksOptions,
+    StartTaskOptions,
+    StopTaskOptions,
+    TaskInfo,
+    TaskStatus,
+)
+from .exec import with_runtime_reason
+from .fifo import FifoSet, append_to_file, caller_stdio, copy_in_background
+from .filters import parse_filter, task_fields
+from .pb import containers_pb2, snapshots_pb2, snapshots_pb2_grpc, task_pb2, tasks_pb2
+from .runtime_base import RuntimeBase, check_id
+from .spec import to_json_bytes
+from .task_events import ExitWatcher
+
+log = logging.getLogger(__name__)
+
+_KILL_WAIT = 10.0
+_LOG_CHUNK = 1 << 16
+#: While following a log, how often the file is checked for growth (the task's exit is an event).
+_FOLLOW_INTERVAL = 0.1
+#: After the task exited, the shim may still be copying its last bytes: wait for the file to settle.
+_SETTLE = 0.2
+
+_STATUS = {
+    task_pb2.UNKNOWN: TaskStatus.UNKNOWN,
+    task_pb2.CREATED: TaskStatus.CREATED,
+    task_pb2.RUNNING: TaskStatus.RUNNING,
+    task_pb2.STOPPED: TaskStatus.STOPPED,
+    task_pb2.PAUSED: TaskStatus.PAUSED,
+    task_pb2.PAUSING: TaskStatus.PAUSED,
+}
 
 
-class TasksMixin(ServiceBase):
-    pass
+def task_info(process: task_pb2.Process, container_id: str = "") -> TaskInfo:
+    """Tasks.Get leaves container_id empty in its answer: pass the one asked for."""
+    cid = process.container_id or container_id or process.id
+    return TaskInfo(
+        container_id=cid,
+        id=process.id or cid,
+        pid=process.pid,
+        status=_STATUS.get(process.status, TaskStatus.UNKNOWN),
+        exit_code=process.exit_status,
+    )
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return _signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+class TasksMixin(RuntimeBase):
+    """Task methods of the Service contract plus kill_task, wait_task, logs and log_path_for."""
+
+    def log_path_for(self, container_id: str) -> str:
+        """Where ctr-magic keeps a container's log by default: ``<data>/<ns>/containers/<id>/container.log``."""
+        check_id(container_id)
+        return os.path.join(self.container_dir(container_id), CONTAINER_LOG_NAME)
+
+    # -- start ---------------------------------------------------------------------------------------
+    def start_container(self, container_id: str, opts: Optional[StartTaskOptions] = None) -> None:
+        """Create and start the container's task.
+
+        No options: stdio goes nowhere. ``use_stdio``: output copied to this process's
+        stdout/stderr through FIFOs in ``fifo_dir`` (a terminal with ``terminal=True``).
+        ``log_path``: stdout and stderr appended to that file by the shim (read it back with
+        :meth:`logs`); with a terminal the copy runs in this process, so it ends with it.
+        A stopped task left from an earlier run is replaced.
+        """
+        opts = opts or StartTaskOptions()
+        if opts.use_stdio and opts.log_path:
+            raise errors.InvalidArgument("start_container: use_stdio and log_path exclude each other",
+                                         hint="choose one place for the output")
+        record = self.container_record(container_id)
+        if opts.terminal:
+            self._ensure_terminal_spec(record)
+        rootfs = self._rootfs_mounts(record)
+        fifos: Optional[FifoSet] = None
+        log_copy: Optional[str] = None
+        request = tasks_pb2.CreateTaskRequest(container_id=container_id, rootfs=rootfs, terminal=opts.terminal)
+        if opts.log_path:
+            path = os.path.abspath(opts.log_path)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if opts.terminal:
+                # The shim cannot send a console to a file:// URI: copy it from here instead.
+                fifos = FifoSet(opts.fifo_dir, stdout=True, stderr=False)
+                request.stdout = fifos.stdout_path
+                log_copy = path
+            else:
+                request.stdout = request.stderr = "file://" + path
+            if record.labels.get(LABEL_LOG_PATH) != path:
+                self.update_container_labels(container_id, {LABEL_LOG_PATH: path})
+        elif opts.use_stdio:
+            fifos = FifoSet(opts.fifo_dir, stdout=True, stderr=not opts.terminal)
+            request.stdout = fifos.stdout_path
+            request.stderr = fifos.stderr_path
+        try:
+            self._create_task(request)
+            what = f"cannot start container {container_id!r}"
+            try:
+                self.client.call(self.tasks_stub.Start, tasks_pb2.StartRequest(container_id=container_id), what=what)
+            except errors.CtrError as exc:
+                self.remove_task(container_id)
+                raise with_runtime_reason(exc, what) from None
+        except BaseException:
+            if fifos is not None:
+                fifos.close()
+            raise
+        if log_copy is not None and fifos is not None:
+            write, close = append_to_file(log_copy)
+            copy_in_background(fifos, {"stdout": write}, name=container_id, on_done=close)
+        elif fifos is not None:
+            copy_in_background(fifos, caller_stdio(), name=container_id)
+        log.info("started container %s", container_id)
+
+    def _rootfs_mounts(self, record: containers_pb2.Container) -> list[Any]:
+        if not record.snapshot_key:
+            return []
+        stub = self.client.stub(snapshots_pb2_grpc.SnapshotsStub)
+        resp = self.client.call(
+            stub.Mounts, snapshots_pb2.MountsRequest(snapshotter=record.snapshotter, key=record.snapshot_key),
+            what=f"rootfs of container {record.id} (snapshot {record.snapshot_key} in {record.snapshotter})")
+        return list(resp.mounts)
+
+    def _ensure_terminal_spec(self, record: containers_pb2.Container) -> None:
+        """runc needs process.terminal in the spec to match the task's terminal flag."""
+        spec = json.loads(record.spec.value)
+        process = spec.setdefault("process", {})
+        if process.get("terminal"):
+            return
+        process["terminal"] = True
+        env = process.setdefault("env", [])
+        if not any(item.split("=", 1)[0] == "TERM" for item in env):
+            env.append("TERM=xterm")
+        container = containers_pb2.Container(id=record.id, spec=any_pb2.Any(type_url=SPEC_TYPE_URL,
+                                                                             value=to_json_bytes(spec)))
+        self.client.call(self.containers_stub.Update, containers_pb2.UpdateContainerRequest(
+            container=container, update_mask=field_mask_pb2.FieldMask(paths=["spec"])),
+            what=f"enabling a terminal for container {record.id}")
+        self.forget_spec(record.id)
+
+    def _create_task(self, request: tasks_pb2.CreateTaskRequest) -> None:
+        container_id = request.container_id
+        what = f"cannot create the task of container {container_id!r}"
+        for attempt in (1, 2):
+            try:
+                self.client.call(self.tasks_stub.Create, request, what=what)
+                return
+            except errors.AlreadyExists:
+                process = self.task_process(container_id)
+                if attempt == 2 or process is None or process.status != task_pb2.STOPPED:
+                    raise errors.FailedPrecondition(
+                        f"container {container_id!r} is already running", hint="stop it first (stop_container)"
+                    ) from None
+                log.info("replacing the stopped task of %s", container_id)
+                self.remove_task(container_id)
+            except errors.CtrError as exc:
+                if isinstance(exc, (errors.Interrupted, errors.Unavailable)):
+                    raise
+                raise with_runtime_reason(exc, what) from None
+
+    # -- stop / kill / wait / delete -------------------------------------------------------------------
+    def stop_container(self, container_id: str, opts: Optional[StopTaskOptions] = None) -> None:
+        """Signal (SIGTERM) and wait up to ``timeout`` (10 s); then SIGKILL if ``force``, else TaskStopTimeout.
+
+        A container without a running task is left as it is.
+        """
+        opts = opts or StopTaskOptions()
+        check_id(container_id)
+        had_task, status = self.signal_and_wait(container_id, opts.signal, max(0.0, opts.timeout))
+        if not had_task:
+            self.container_record(container_id)  # NotFound for an unknown container
+            return
+        if status is not None:
+            return
+        name = _signal_name(opts.signal)
+        if not opts.force:
+            raise errors.TaskStopTimeout(
+                f"container {container_id!r} did not stop within {opts.timeout:g}s of {name}",
+                hint="pass StopTaskOptions(force=True) to kill it, or a longer timeout")
+        log.info("container %s ignored %s for %gs: killing it", container_id, name, opts.timeout)
+        _, status = self.signal_and_wait(container_id, _signal.SIGKILL, _KILL_WAIT, all=True)
+        if status is None:
+            raise errors.TaskStopTimeout(f"container {container_id!r} did not exit {_KILL_WAIT:g}s after SIGKILL")
+
+    def kill_task(self, container_id: str, signal: int = _signal.SIGTERM, *, all: bool = False) -> None:
+        """Send *signal* to the task (to every process in it with ``all=True``); does not wait."""
+        check_id(container_id)
+        if not self.kill_process(container_id, signal, all=all):
+            self._require_task(container_id)
+            raise errors.FailedPrecondition(f"task of container {container_id!r} is not running")
+
+    def wait_task(self, container_id: str, timeout: Optional[float] = None) -> int:
+        """Block until the task exits (an Events subscription, no polling); returns its exit code."""
+        check_id(container_id)
+        with ExitWatcher(self.client, container_id) as watcher:
+            process = self._require_task(container_id)
+            if process.status == task_pb2.STOPPED:
+                return process.exit_status
+            status = watcher.wait(timeout)
+        if status is None:
+            raise errors.Interrupted(f"container {container_id!r} still running after {timeout:g}s",
+                                     hint="wait longer, or stop it")
+        return status
+
+    def delete_task(self, container_id: str, opts: Optional[DeleteTaskOptions] = None) -> None:
+        """Delete the container's (stopped) task; ``force=True`` kills a running one first."""
+        opts = opts or DeleteTaskOptions()
+        check_id(container_id)
+        process = self._require_task(container_id)
+        if process.status != task_pb2.STOPPED:
+            if not opts.force:
+                raise errors.FailedPrecondition(
+                    f"task of container {container_id!r} is {task_pb2.Status.Name(process.status).lower()}",
+                    hint="stop it first, or pass DeleteTaskOptions(force=True)")
+            _, status = self.signal_and_wait(container_id, _signal.SIGKILL, _KILL_WAIT, all=True)
+            if status is None:
+                raise errors.TaskStopTimeout(f"container {container_id!r} did not exit {_KILL_WAIT:g}s after SIGKILL")
+        self.remove_task(container_id)
+
+    def _require_task(self, container_id: str) -> task_pb2.Process:
+        process = self.task_process(container_id)
+        if process is None:
+            self.container_record(container_id)  # NotFound naming the container when it does not exist
+            raise errors.NotFound(f"container {container_id!r} has no task", hint="start it with start_container")
+        return process
+
+    # -- read ----------------------------------------------------------------------------------------
+    def get_task_info(self, container_id: str) -> TaskInfo:
+        check_id(container_id)
+        return task_info(self._require_task(container_id), container_id)
+
+    def list_tasks(self, opts: Optional[ListTasksOptions] = None) -> list[TaskInfo]:
+        """Tasks of the namespace; ``filter`` uses containerd's syntax (``container.id==abc``, ``status==running``).
+
+        The filter is passed to containerd and also applied here: containerd 1.6 ignores it.
+        """
+        opts = opts or ListTasksOptions()
+        keep = parse_filter(opts.filter)
+        resp = self.client.call(self.tasks_stub.List, tasks_pb2.ListTasksRequest(filter=opts.filter),
+                                what=f"listing tasks{' (' + opts.filter + ')' if opts.filter else ''}")
+        infos = (task_info(p) for p in resp.tasks)
+        return sorted((t for t in infos if keep(task_fields(t.container_id, t.pid, str(t.status), t.exit_code))),
+                      key=lambda t: t.container_id)
+
+    # -- logs ------------------------------------------------------------------------------------------
+    def logs(self, container_id: str, *, follow: bool = False, timeout: Optional[float] = None) -> Iterator[bytes]:
+        """Chunks of the container's log file (stdout and stderr, as written).
+
+        ``follow=True`` keeps reading as the task writes and stops when it exits (or after
+        ``timeout`` seconds).
+        """
+        record = self.container_record(container_id)
+        path = record.labels.get(LABEL_LOG_PATH) or self.log_path_for(container_id)
+        if not os.path.exists(path):
+            raise errors.NotFound(
+                f"container {container_id!r} has no log file ({path})",
+                hint="start it with StartTaskOptions(log_path=service.log_path_for(id))")
+        return self._read_log(container_id, path, follow, timeout)
+
+    def _read_log(self, container_id: str, path: str, follow: bool, timeout: Optional[float]) -> Iterator[bytes]:
+        exit_future = None
+        if follow:
+            process = self.task_process(container_id)
+            if process is not None and process.status != task_pb2.STOPPED:
+                exit_future = self.tasks_stub.Wait.future(tasks_pb2.WaitRequest(container_id=container_id),
+                                                          metadata=self.client.metadata())
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        try:
+            with open(path, "rb") as fh:
+                while True:
+                    chunk = fh.read(_LOG_CHUNK)
+                    if chunk:
+                        yield chunk
+                        continue
+                    if exit_future is None:
+                        return
+                    if exit_future.done():
+                        yield from _drain_settled(fh)
+                        return
+                    wait = _FOLLOW_INTERVAL
+                    if deadline is not None:
+                        wait = min(wait, deadline - time.monotonic())
+                        if wait <= 0:
+                            return
+                    try:
+                        exit_future.result(timeout=wait)
+                    except grpc.FutureTimeoutError:
+                        pass
+                    except grpc.RpcError:
+                        exit_future = None  # task deleted under us: read what is there and stop
+        finally:
+            if exit_future is not None:
+                exit_future.cancel()
+
+
+def _drain_settled(fh: Any) -> Iterator[bytes]:
+    """Read until the file has stopped growing for a moment."""
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < _SETTLE:
+        chunk = fh.read(_LOG_CHUNK)
+        if chunk:
+            yield chunk
+            quiet_since = time.monotonic()
+        else:
+            time.sleep(_SETTLE / 4)

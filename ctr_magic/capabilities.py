@@ -1,0 +1,193 @@
+"""What each backend can do: declared once here, checked by the conformance suite, shown in README.
+
+``python3 -m ctr_magic.capabilities`` prints the README table. The conformance tests
+(``tests/conformance``) look every difference up here: where a capability is declared ``NO``
+they expect ``NotSupported`` (or the declared behaviour), never a silent skip.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .constants import BACKEND_APPLE, BACKEND_CONTAINERD, BACKEND_DOCKER
+
+BACKENDS = (BACKEND_CONTAINERD, BACKEND_DOCKER, BACKEND_APPLE)
+
+
+class Support(enum.Enum):
+    YES = "yes"
+    PARTIAL = "partial"
+    NO = "no"
+
+
+@dataclass(frozen=True)
+class Capability:
+    key: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    support: Support
+    note: str = ""
+
+
+CAPABILITIES: tuple[Capability, ...] = (
+    Capability("pull.progress", "pull progress per layer"),
+    Capability("pull.no_unpack", "pull without unpacking (`unpack=False`)"),
+    Capability("pull.platform", "pull another platform (`platform=`)"),
+    Capability("image.digest_id", "`ImageInfo.id` is the manifest/index digest"),
+    Capability("create.snapshotter", "choose snapshotter / snapshot key at create"),
+    Capability("create.mounts", "bind and tmpfs mounts"),
+    Capability("task.created_info", "task info of a created, never started container"),
+    Capability("stop.timeout_error", "`stop_container` without `force` raises `TaskStopTimeout`"),
+    Capability("delete_task", "`delete_task` removes a stopped task"),
+    Capability("delete.running_refused", "deleting a running container without `force` is refused"),
+    Capability("exec.env_workdir_user", "exec with env, working dir and user"),
+    Capability("exec.stdin", "exec with stdin (bytes, str, file)"),
+    Capability("exec.stderr", "exec stdout and stderr kept apart"),
+    Capability("exec.streaming", "streaming exec session (`exec_task_streaming`)"),
+    Capability("exec.terminal", "exec with a terminal"),
+    Capability("exec.start_error", "a missing command raises an error (not an exit code)"),
+    Capability("exec.kill_on_interrupt", "Ctrl-C kills the exec process"),
+    Capability("logs", "container logs (`logs`)"),
+    Capability("list_tasks.filter", "`list_tasks` filter (containerd syntax)"),
+    Capability("network", "`setup_network` / `remove_network`"),
+    Capability("snapshots", "snapshots (commit, list, prepare, mounts, create from snapshot)"),
+    Capability("namespaces", "namespaces"),
+)
+
+TABLE: dict[str, dict[str, Entry]] = {
+    BACKEND_CONTAINERD: {
+        "pull.progress": Entry(Support.YES, "bytes per blob, from our own fetch"),
+        "pull.no_unpack": Entry(Support.YES),
+        "pull.platform": Entry(Support.YES),
+        "image.digest_id": Entry(Support.YES),
+        "create.snapshotter": Entry(Support.YES),
+        "create.mounts": Entry(Support.YES),
+        "task.created_info": Entry(Support.NO, "no task exists before start: `NotFound`"),
+        "stop.timeout_error": Entry(Support.YES),
+        "delete_task": Entry(Support.YES),
+        "delete.running_refused": Entry(Support.YES, "`FailedPrecondition`"),
+        "exec.env_workdir_user": Entry(Support.YES),
+        "exec.stdin": Entry(Support.YES),
+        "exec.stderr": Entry(Support.YES),
+        "exec.streaming": Entry(Support.YES),
+        "exec.terminal": Entry(Support.YES),
+        "exec.start_error": Entry(Support.YES),
+        "exec.kill_on_interrupt": Entry(Support.YES),
+        "logs": Entry(Support.PARTIAL, "only for tasks started with `log_path`"),
+        "list_tasks.filter": Entry(Support.YES),
+        "network": Entry(Support.YES, "CNI plugins"),
+        "snapshots": Entry(Support.YES),
+        "namespaces": Entry(Support.YES),
+    },
+    BACKEND_DOCKER: {
+        "pull.progress": Entry(Support.YES, "per layer; layers named by Docker's short ids"),
+        "pull.no_unpack": Entry(Support.NO, "Docker always unpacks: the option is ignored"),
+        "pull.platform": Entry(Support.YES),
+        "image.digest_id": Entry(Support.YES, "from `RepoDigests` (the config digest for local-only images)"),
+        "create.snapshotter": Entry(Support.NO, "Docker's storage driver decides; the options are ignored"),
+        "create.mounts": Entry(Support.YES, "bind, tmpfs, volume"),
+        "task.created_info": Entry(Support.YES, "status `created` (the task is the container's state)"),
+        "stop.timeout_error": Entry(Support.YES, "kill + wait, as the contract says"),
+        "delete_task": Entry(Support.NO, "no task object: a no-op once stopped (kills with `force`)"),
+        "delete.running_refused": Entry(Support.YES, "`FailedPrecondition`"),
+        "exec.env_workdir_user": Entry(Support.YES),
+        "exec.stdin": Entry(Support.YES, "hijacked connection, half-closed at the end"),
+        "exec.stderr": Entry(Support.YES),
+        "exec.streaming": Entry(Support.YES),
+        "exec.terminal": Entry(Support.YES),
+        "exec.start_error": Entry(Support.YES, "read from Docker's exit code 126/127 with no pid"),
+        "exec.kill_on_interrupt": Entry(Support.PARTIAL, "the API cannot kill an exec: only a local daemon's"),
+        "logs": Entry(Support.YES, "Docker keeps every container's log"),
+        "list_tasks.filter": Entry(Support.YES, "evaluated by ctr-magic"),
+        "network": Entry(Support.NO, "Docker wires networks at create: the calls only check the container"),
+        "snapshots": Entry(Support.NO, "`NotSupported`: the Engine API has no snapshots"),
+        "namespaces": Entry(Support.NO),
+    },
+    BACKEND_APPLE: {
+        "pull.progress": Entry(Support.PARTIAL, "socktainer reports one combined bar, not per layer"),
+        "pull.no_unpack": Entry(Support.NO, "the option is ignored"),
+        "pull.platform": Entry(Support.YES),
+        "image.digest_id": Entry(Support.YES),
+        "create.snapshotter": Entry(Support.NO, "the options are ignored"),
+        "create.mounts": Entry(Support.YES),
+        "task.created_info": Entry(Support.YES, "status `created`, from the container state"),
+        "stop.timeout_error": Entry(Support.NO, "socktainer's stop kills after `t` seconds itself"),
+        "delete_task": Entry(Support.NO, "a no-op (kills with `force`), as the reference"),
+        "delete.running_refused": Entry(Support.NO, "delete is always forced, as the reference"),
+        "exec.env_workdir_user": Entry(Support.YES, "socktainer ≥ 1.1.0; the reference could not"),
+        "exec.stdin": Entry(Support.YES, "socktainer ≥ 1.1.0; the reference could not"),
+        "exec.stderr": Entry(Support.YES, "the reference merged them"),
+        "exec.streaming": Entry(Support.YES, "the reference had none"),
+        "exec.terminal": Entry(Support.YES),
+        "exec.start_error": Entry(Support.YES),
+        "exec.kill_on_interrupt": Entry(Support.NO, "the process runs in a VM the API cannot signal"),
+        "logs": Entry(Support.PARTIAL, "every line arrives as stdout"),
+        "list_tasks.filter": Entry(Support.YES, "evaluated by ctr-magic"),
+        "network": Entry(Support.NO, "no-ops, as the reference"),
+        "snapshots": Entry(Support.NO, "`NotSupported`, as the reference"),
+        "namespaces": Entry(Support.NO),
+    },
+}
+
+_KEYS = {cap.key for cap in CAPABILITIES}
+
+
+def entry(backend: str, key: str) -> Entry:
+    """The declared support of *key* on *backend* (KeyError names what is undeclared)."""
+    if key not in _KEYS:
+        raise KeyError(f"unknown capability {key!r}")
+    return TABLE[backend][key]
+
+
+def supports(backend: str, key: str) -> bool:
+    """True for YES and PARTIAL."""
+    return entry(backend, key).support is not Support.NO
+
+
+_MARK = {Support.YES: "✅", Support.PARTIAL: "◐", Support.NO: "—"}
+
+
+def render_markdown() -> str:
+    """The README's capability table: one row per capability, one column per backend."""
+    names = {BACKEND_CONTAINERD: "containerd", BACKEND_DOCKER: "Docker", BACKEND_APPLE: "Apple (socktainer)"}
+    lines = [
+        "| capability | " + " | ".join(names[b] for b in BACKENDS) + " |",
+        "|---|" + "---|" * len(BACKENDS),
+    ]
+    for cap in CAPABILITIES:
+        cells = []
+        for backend in BACKENDS:
+            item = TABLE[backend][cap.key]
+            note = f" {item.note}" if item.note else ""
+            cells.append(f"{_MARK[item.support]}{note}")
+        lines.append(f"| {cap.title} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("✅ supported · ◐ partly (see note) · — not supported (`NotSupported` or the behaviour noted)")
+    lines.append("")
+    lines.append(
+        "The Apple column is what ctr-magic asks of socktainer; the conformance suite checks it on Linux against a "
+        "stand-in (a private dockerd on socktainer's socket), not against socktainer on a Mac."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _check() -> None:
+    for backend in BACKENDS:
+        missing = _KEYS - set(TABLE[backend])
+        extra = set(TABLE[backend]) - _KEYS
+        if missing or extra:
+            raise AssertionError(f"capability table of {backend}: missing {sorted(missing)}, unknown {sorted(extra)}")
+
+
+_check()
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")
+
+
+__all__ = ["BACKENDS", "CAPABILITIES", "TABLE", "Capability", "Entry", "Support", "entry", "render_markdown",
+           "supports"]

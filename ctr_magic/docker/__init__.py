@@ -1,0 +1,1 @@
+"""The Docker Engine API backend: ``DockerService`` (also the engine under ``AppleService``)."""

@@ -1,0 +1,604 @@
+"""DockerService: the Service contract on the Docker Engine API (Docker, Podman, socktainer).
+
+Mapping decisions (the capability table in ``ctr_magic.capabilities`` lists what differs):
+
+* A contract container id is Docker's container *name*. Every call first resolves the name with
+  inspect and then acts on the full Docker id, so a name never silently matches another
+  container's id prefix (Docker's own lookup falls back to id prefixes).
+* ``ContainerSpec.cmd`` replaces the image's whole command line, as on containerd and in the
+  reference's Apple backend: its first element becomes the Entrypoint, the rest the Cmd.
+* A container's "task" is its state: there is no task object to delete, so ``delete_task`` only
+  kills (with ``force``) or refuses while running; ``get_task_info`` of a created container says
+  ``created``.
+* ``stop_container`` keeps the contract: the signal, then up to ``timeout`` seconds for the exit,
+  then SIGKILL with ``force`` or ``TaskStopTimeout`` without.
+* Networking belongs to Docker (network mode at create): ``setup_network``/``remove_network`` only
+  check the container exists. Snapshots are not exposed by the Engine API: ``NotSupported``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal as _signal
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, Optional
+
+from .. import errors
+from ..constants import DEFAULT_DOCKER_SOCKET, DEFAULT_STOP_TIMEOUT, ENV_DOCKER_HOST
+from ..hosthelpers import timezone_spec
+from ..reference import match_stored_name, parse_reference
+from ..types import (
+    ContainerInfo,
+    CreateContainerRequest,
+    DeleteContainerOptions,
+    DeleteImageOptions,
+    DeleteTaskOptions,
+    ExecTaskRequest,
+    ExecTaskResult,
+    ExecTaskSession,
+    ImageInfo,
+    LayerProgress,
+    ListTasksOptions,
+    MountInfo,
+    MountSpec,
+    NetworkSetupRequest,
+    PullImageOptions,
+    SnapshotInfo,
+    StartTaskOptions,
+    StopTaskOptions,
+    TaskInfo,
+    TaskStatus,
+)
+from .api import EngineAPI
+from .convert import (
+    container_info,
+    container_name,
+    container_summary,
+    image_info,
+    image_summaries,
+    task_info,
+    task_status,
+)
+from .exec import ExecProcess, WriterSink, feed_stdin, streaming_session
+from .frames import STDERR, iter_frames
+from .taskfilter import compile_filter
+
+log = logging.getLogger(__name__)
+
+# Docker's container name rule.
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
+_LIVE = (TaskStatus.RUNNING, TaskStatus.PAUSED)
+_KILL_WAIT = 30.0  # how long to wait for the exit after SIGKILL
+_SIZE_SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+@dataclass
+class DockerVersion:
+    version: str
+    api_version: str
+    os: str
+    arch: str
+    address: str
+    components: dict[str, str] = field(default_factory=dict)
+
+
+def socket_from_env(socket: Optional[str] = None) -> str:
+    """``socket`` (a path or ``unix://`` URL), else ``$DOCKER_HOST``, else ``/var/run/docker.sock``."""
+    value = socket or os.environ.get(ENV_DOCKER_HOST) or DEFAULT_DOCKER_SOCKET
+    if value.startswith("unix://"):
+        value = value[len("unix://"):]
+    elif "://" in value:
+        raise errors.NotSupported(
+            f"Docker address {value!r}: only unix sockets are supported",
+            hint="pass the daemon's socket path, e.g. /var/run/docker.sock (forward a remote one with ssh -L)",
+        )
+    return value
+
+
+def signal_name(sig: int) -> str:
+    try:
+        return _signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+def _require(value: str, what: str, hint: str = "") -> None:
+    if not value or not str(value).strip():
+        raise errors.InvalidArgument(f"{what} is empty", hint=hint)
+
+
+class DockerService:
+    """The Service contract over the Engine API. ``DockerService.connect(socket)`` is the way in."""
+
+    backend = "docker"
+    namespace = ""  # the Engine API has no namespaces
+    #: Seconds an exec stream may stay open after the process exited (None: wait for the daemon).
+    exec_hang_grace: Optional[float] = None
+
+    def __init__(self, api: EngineAPI, *, exec_exit_deadline: float = 10.0) -> None:
+        self.api = api
+        self.exec_exit_deadline = exec_exit_deadline
+
+    @classmethod
+    def connect(
+        cls,
+        socket: Optional[str] = None,
+        *,
+        api_version: str = "",
+        timeout: Optional[float] = 60.0,
+        **options: Any,
+    ) -> DockerService:
+        """Connect to the daemon at *socket* (default ``$DOCKER_HOST`` or ``/var/run/docker.sock``)."""
+        options.pop("namespace", None)  # accepted for symmetry with containerd; Docker has none
+        if options:
+            raise errors.InvalidArgument(
+                f"unknown Docker option(s): {', '.join(sorted(options))}", hint="known: api_version, timeout"
+            )
+        return cls(EngineAPI(socket_from_env(socket), api_version=api_version, timeout=timeout))
+
+    @property
+    def socket_path(self) -> str:
+        return self.api.socket_path
+
+    # -- daemon facts -------------------------------------------------------------------------------
+    def ping(self, timeout: float = 5.0) -> bool:
+        """True when the daemon answers; raises Unavailable (with a hint) when it does not."""
+        return self.api.ping(timeout=timeout)
+
+    def version(self) -> DockerVersion:
+        data = self.api.version()
+        components = {str(c.get("Name")): str(c.get("Version")) for c in data.get("Components") or []}
+        return DockerVersion(
+            version=str(data.get("Version", "")),
+            api_version=str(data.get("ApiVersion", "")),
+            os=str(data.get("Os", "")),
+            arch=str(data.get("Arch", "")),
+            address=self.api.socket_path,
+            components=components,
+        )
+
+    def close(self) -> None:
+        self.api.close()
+
+    def __enter__(self) -> DockerService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- images -------------------------------------------------------------------------------------
+    def pull_image(self, ref: str, opts: Optional[PullImageOptions] = None) -> ImageInfo:
+        opts = opts or PullImageOptions()
+        parsed = parse_reference(ref)
+        full = str(parsed)
+        if not opts.unpack or opts.snapshotter:
+            log.debug("%s: Docker always unpacks into its own storage driver", full)
+        progress = _PullProgress(full, opts.progress)
+        self.api.image_pull(parsed.name, parsed.digest or parsed.tag, platform=opts.platform,
+                            on_event=progress, what=f"pulling image {full}")
+        lookup = f"{parsed.name}@{parsed.digest}" if parsed.digest else full
+        return image_info(self.api.image_inspect(lookup), name=full)
+
+    def get_image(self, ref: str) -> ImageInfo:
+        _require(ref, "image reference", "give a name such as busybox:latest")
+        full = str(parse_reference(ref))
+        try:
+            return image_info(self.api.image_inspect(full), name=full)
+        except errors.NotFound:
+            pass
+        names = [info.name for info in self.list_images()]
+        found = match_stored_name(ref, names)
+        if found is None:
+            raise errors.NotFound(f"image {ref} not found", hint="pull it first, or check list_images()")
+        return image_info(self.api.image_inspect(found), name=found)
+
+    def list_images(self) -> list[ImageInfo]:
+        out: list[ImageInfo] = []
+        for entry in self.api.images():
+            out.extend(image_summaries(entry))
+        return sorted(out, key=lambda info: info.name)
+
+    def delete_image(self, ref: str, opts: Optional[DeleteImageOptions] = None) -> None:
+        # Docker deletes synchronously, so DeleteImageOptions.synchronous needs nothing more.
+        parsed = parse_reference(ref)
+        name = f"{parsed.name}@{parsed.digest}" if parsed.digest else str(parsed)
+        self.api.image_remove(name)
+
+    # -- containers ---------------------------------------------------------------------------------
+    def _resolve(self, container_id: str) -> dict[str, Any]:
+        """Inspect by name; NotFound unless the name (or full id) really is this container's."""
+        _require(container_id, "container id")
+        data = self.api.container_inspect(container_id)
+        if container_name(data) != container_id and data.get("Id") != container_id:
+            raise errors.NotFound(f"container {container_id} not found",
+                                  hint="list_containers() (or `%ctr ps -a`) shows the containers that exist")
+        return data
+
+    def create_container(self, req: CreateContainerRequest) -> ContainerInfo:
+        _require(req.id, "container id", "give the container a name")
+        _require(req.image_ref, f"image reference of container {req.id}", "give an image such as busybox:latest")
+        if not _NAME.match(req.id):
+            raise errors.InvalidArgument(
+                f"container id {req.id!r} is not a valid Docker container name",
+                hint="use letters, digits, '_', '.', '-' (at least 2 characters, starting with a letter or digit)",
+            )
+        image = str(parse_reference(req.image_ref))
+        if req.snapshotter or req.snapshot_id:
+            log.debug("container %s: Docker chooses its own storage; snapshotter/snapshot_id ignored", req.id)
+        body = self._create_body(req, image)
+        try:
+            self.api.image_inspect(image)
+        except errors.NotFound:
+            self.pull_image(image)
+        self.api.container_create(req.id, body)
+        return container_info(self.api.container_inspect(req.id))
+
+    def _create_body(self, req: CreateContainerRequest, image: str) -> dict[str, Any]:
+        spec = req.spec
+        env = list(spec.env)
+        mounts = [_mount(m) for m in spec.mounts]
+        if spec.host_timezone:
+            tz_mounts, tz_env = timezone_spec()
+            taken = {os.path.normpath(m.destination) for m in spec.mounts}
+            mounts.extend(_mount(m) for m in tz_mounts if os.path.normpath(m.destination) not in taken)
+            if not any(e.startswith("TZ=") for e in env):
+                env.extend(tz_env)
+        host: dict[str, Any] = {"Mounts": mounts}
+        if spec.dns:
+            host["Dns"] = list(spec.dns)
+        body: dict[str, Any] = {
+            "Image": image,
+            "Labels": dict(req.labels),
+            "Tty": bool(spec.tty),
+            "OpenStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "HostConfig": host,
+        }
+        hostname = spec.hostname or (req.id if len(req.id) <= 63 else "")
+        if hostname:
+            body["Hostname"] = hostname
+        if spec.cmd:
+            body["Entrypoint"] = list(spec.cmd[:1])
+            body["Cmd"] = list(spec.cmd[1:])
+        if env:
+            body["Env"] = env
+        if spec.work_dir:
+            body["WorkingDir"] = spec.work_dir
+        if spec.user:
+            body["User"] = spec.user
+        # host_dns: Docker gives every container the host's resolv.conf already.
+        return body
+
+    def get_container(self, id: str) -> ContainerInfo:
+        return container_info(self._resolve(id))
+
+    def list_containers(self) -> list[ContainerInfo]:
+        return [container_summary(c) for c in self.api.containers(all=True)]
+
+    def list_containers_by_label(self, key: str, value: str) -> list[ContainerInfo]:
+        _require(key, "label key")
+        selector = f"{key}={value}" if value else key
+        return [container_summary(c) for c in self.api.containers(all=True, filters={"label": [selector]})]
+
+    def delete_container(self, id: str, opts: Optional[DeleteContainerOptions] = None) -> None:
+        opts = opts or DeleteContainerOptions()
+        data = self._resolve(id)
+        if not opts.force and task_status(data.get("State")) in _LIVE:
+            raise errors.FailedPrecondition(
+                f"container {id} is running", hint="stop it first, or delete with force=True"
+            )
+        self.api.container_remove(data["Id"], force=opts.force, volumes=opts.cleanup_snapshot)
+
+    # -- tasks --------------------------------------------------------------------------------------
+    def start_container(self, container_id: str, opts: Optional[StartTaskOptions] = None) -> None:
+        opts = opts or StartTaskOptions()
+        data = self._resolve(container_id)
+        tty = bool((data.get("Config") or {}).get("Tty"))
+        if opts.terminal and not tty:
+            raise errors.InvalidArgument(
+                f"container {container_id} was created without a terminal",
+                hint="create it with spec.tty=True to start it with terminal=True",
+            )
+        if opts.log_path:
+            log.debug("container %s: Docker keeps the log itself (logs() reads it)", container_id)
+        if opts.use_stdio:
+            _attach_stdio(self.api, data["Id"], container_id, tty)
+        self.api.container_start(data["Id"])
+
+    def stop_container(self, container_id: str, opts: Optional[StopTaskOptions] = None) -> None:
+        opts = opts or StopTaskOptions()
+        data = self._resolve(container_id)
+        if task_status(data.get("State")) not in _LIVE:
+            return
+        cid = data["Id"]
+        timeout = DEFAULT_STOP_TIMEOUT if opts.timeout is None else opts.timeout
+        name = signal_name(opts.signal)
+        with contextlib.suppress(errors.FailedPrecondition):  # it stopped on its own meanwhile
+            self.api.container_kill(cid, name)
+        if self._wait_stopped(cid, timeout):
+            return
+        if not opts.force:
+            raise errors.TaskStopTimeout(
+                f"container {container_id} did not stop within {timeout:g}s of {name}",
+                hint="stop it with force=True to send SIGKILL after the timeout",
+            )
+        with contextlib.suppress(errors.FailedPrecondition):
+            self.api.container_kill(cid, "SIGKILL")
+        if not self._wait_stopped(cid, _KILL_WAIT):
+            raise errors.TaskStopTimeout(f"container {container_id} did not stop within {_KILL_WAIT:g}s of SIGKILL")
+
+    def _wait_stopped(self, cid: str, timeout: float) -> bool:
+        try:
+            self.api.container_wait(cid, condition="not-running", timeout=max(timeout, 0.001))
+            return True
+        except errors.Interrupted:
+            return task_status(self.api.container_inspect(cid).get("State")) not in _LIVE
+
+    def delete_task(self, container_id: str, opts: Optional[DeleteTaskOptions] = None) -> None:
+        opts = opts or DeleteTaskOptions()
+        data = self._resolve(container_id)
+        if task_status(data.get("State")) not in _LIVE:
+            return  # Docker keeps no task object to delete
+        if not opts.force:
+            raise errors.FailedPrecondition(
+                f"the task of container {container_id} is running", hint="stop it first, or use force=True"
+            )
+        self.stop_container(container_id, StopTaskOptions(signal=int(_signal.SIGKILL), timeout=_KILL_WAIT,
+                                                          force=True))
+
+    def get_task_info(self, container_id: str) -> TaskInfo:
+        return task_info(self._resolve(container_id))
+
+    def list_tasks(self, opts: Optional[ListTasksOptions] = None) -> list[TaskInfo]:
+        matches = compile_filter(opts.filter if opts else "")
+        out = []
+        for entry in self.api.containers(all=True):
+            if str(entry.get("State", "")).lower() == "created":
+                continue  # never started: no task yet
+            try:
+                info = task_info(self.api.container_inspect(entry["Id"]))
+            except errors.NotFound:
+                continue  # removed meanwhile
+            if matches(info):
+                out.append(info)
+        return sorted(out, key=lambda t: t.container_id)
+
+    def kill_task(self, container_id: str, signal: int = int(_signal.SIGTERM)) -> None:
+        """Send *signal* to the container's main process."""
+        data = self._resolve(container_id)
+        self.api.container_kill(data["Id"], signal_name(signal))
+
+    def wait_task(self, container_id: str, timeout: Optional[float] = None) -> int:
+        """Block until the container's main process exits; its exit code. Interrupted on timeout."""
+        data = self._resolve(container_id)
+        return int(self.api.container_wait(data["Id"], condition="not-running", timeout=timeout).get("StatusCode", 0))
+
+    def logs(
+        self,
+        container_id: str,
+        *,
+        follow: bool = False,
+        tail: Optional[int] = None,
+        stdout: Optional[IO[Any]] = None,
+        stderr: Optional[IO[Any]] = None,
+    ) -> None:
+        """Write the container's log to *stdout*/*stderr* (default: this process's); ``follow`` streams on."""
+        out = WriterSink(stdout if stdout is not None else sys.stdout)
+        err = WriterSink(stderr if stderr is not None else sys.stderr)
+        for stream, data in self.iter_logs(container_id, follow=follow, tail=tail):
+            (err if stream == STDERR else out)(data)
+        out.finish()
+        err.finish()
+
+    def iter_logs(
+        self, container_id: str, *, follow: bool = False, tail: Optional[int] = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """``(stream, data)`` pieces of the log: stream 1 is stdout, 2 stderr."""
+        data = self._resolve(container_id)
+        tty = bool((data.get("Config") or {}).get("Tty"))
+        yield from self.api.container_logs(data["Id"], tty=tty, follow=follow,
+                                           tail="all" if tail is None else str(int(tail)))
+
+    def events(self, *, since: str = "", until: str = "", filters: Optional[dict[str, list[str]]] = None
+               ) -> Iterator[dict[str, Any]]:
+        """The daemon's event stream (see the Engine API's ``GET /events``)."""
+        return self.api.events(since=since, until=until, filters=filters)
+
+    # -- exec ---------------------------------------------------------------------------------------
+    def _exec(self, container_id: str, req: ExecTaskRequest, *, attach_stdin: bool) -> ExecProcess:
+        _require(container_id, "container id")
+        if not req.args or not str(req.args[0]).strip():
+            raise errors.InvalidArgument(f"exec in container {container_id}: args are empty",
+                                         hint="give the command to run, e.g. ['sh', '-c', 'echo hi']")
+        data = self._resolve(container_id)
+        if task_status(data.get("State")) != TaskStatus.RUNNING:
+            raise errors.FailedPrecondition(f"container {container_id} is not running",
+                                            hint="start it first (start_container)")
+        body: dict[str, Any] = {
+            "Cmd": [str(a) for a in req.args],
+            "AttachStdin": attach_stdin,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": bool(req.terminal),
+        }
+        if req.env:
+            body["Env"] = list(req.env)
+        if req.work_dir:
+            body["WorkingDir"] = req.work_dir
+        if req.user:
+            body["User"] = req.user
+        exec_id = self.api.exec_create(data["Id"], body)
+        conn = self.api.exec_start(exec_id, tty=bool(req.terminal))
+        return ExecProcess(self.api, container_id, exec_id, conn, tty=bool(req.terminal), args=list(body["Cmd"]),
+                           exit_deadline=self.exec_exit_deadline, hang_grace=self.exec_hang_grace)
+
+    def exec_task(self, container_id: str, req: ExecTaskRequest) -> ExecTaskResult:
+        process = self._exec(container_id, req, attach_stdin=req.stdin is not None)
+        feeder: Optional[threading.Thread] = None
+        out = WriterSink(req.stdout if req.stdout is not None else (sys.stdout if req.use_stdio else None))
+        err = WriterSink(req.stderr if req.stderr is not None else (sys.stderr if req.use_stdio else None))
+        try:
+            if req.stdin is not None:
+                feeder = threading.Thread(target=feed_stdin, args=(process.conn, req.stdin),
+                                          name=f"exec-stdin-{process.exec_id[:8]}", daemon=True)
+                feeder.start()
+            process.pump(out, err)
+            if isinstance(process.error, KeyboardInterrupt):
+                raise process.error
+            out.finish()
+            err.finish()
+            return ExecTaskResult(exit_code=process.exit_code())
+        except KeyboardInterrupt:
+            process.kill()
+            raise
+        finally:
+            process.close()
+            if feeder is not None:
+                feeder.join(5.0)
+
+    def exec_task_streaming(self, container_id: str, req: ExecTaskRequest) -> ExecTaskSession:
+        process = self._exec(container_id, req, attach_stdin=True)
+        session = streaming_session(process)
+        if req.stdin is not None:
+            threading.Thread(target=feed_stdin, args=(process.conn, req.stdin),
+                             name=f"exec-stdin-{process.exec_id[:8]}", daemon=True).start()
+        return session
+
+    # -- network ------------------------------------------------------------------------------------
+    def setup_network(self, req: NetworkSetupRequest) -> None:
+        """Docker wires networks itself when it creates the container: only checks the container exists."""
+        self._resolve(req.container_id)
+        log.debug("setup_network(%s): Docker manages the container's network", req.container_id)
+
+    def remove_network(self, req: NetworkSetupRequest) -> None:
+        self._resolve(req.container_id)
+        log.debug("remove_network(%s): Docker manages the container's network", req.container_id)
+
+    # -- snapshots ----------------------------------------------------------------------------------
+    def _no_snapshots(self, what: str) -> errors.NotSupported:
+        return errors.NotSupported(
+            f"{what}: snapshots are not supported by the {self.backend} backend (the Engine API does not expose them)",
+            hint="use the containerd backend for snapshots",
+        )
+
+    def commit_snapshot(self, snapshotter: str, name: str, key: str) -> None:
+        raise self._no_snapshots("commit_snapshot")
+
+    def list_snapshots(self, snapshotter: str) -> list[SnapshotInfo]:
+        raise self._no_snapshots("list_snapshots")
+
+    def prepare_snapshot(self, snapshotter: str, key: str, parent: str) -> None:
+        raise self._no_snapshots("prepare_snapshot")
+
+    def create_container_from_snapshot(self, req: CreateContainerRequest) -> ContainerInfo:
+        raise self._no_snapshots("create_container_from_snapshot")
+
+    def snapshot_mounts(self, snapshotter: str, key: str) -> list[MountInfo]:
+        raise self._no_snapshots("snapshot_mounts")
+
+
+class _PullProgress:
+    """Engine API pull lines -> LayerProgress events (per layer on Docker, one combined bar on socktainer)."""
+
+    _STATES = {
+        "pulling fs layer": "waiting",
+        "waiting": "waiting",
+        "downloading": "downloading",
+        "verifying checksum": "downloading",
+        "download complete": "done",
+        "extracting": "unpacking",
+        "pull complete": "unpacked",
+        "already exists": "exists",
+    }
+
+    def __init__(self, ref: str, callback: Any) -> None:
+        self.ref = ref
+        self.callback = callback
+        self.totals: dict[str, int] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.callback is None:
+            return
+        status = str(event.get("status", ""))
+        detail = event.get("progressDetail") or {}
+        layer = str(event.get("id", ""))
+        state = self._STATES.get(status.lower())
+        if state is None:
+            if not detail or status.lower().startswith("pulling from"):
+                return  # informational ("Pulling from ...", "Digest: ...", "Status: ...")
+            state = "downloading"
+        total = int(detail.get("total") or self.totals.get(layer, 0) or 0)
+        if total:
+            self.totals[layer] = total
+        done = int(detail.get("current") or 0)
+        if state in ("done", "unpacked", "exists"):
+            done = total
+        self.callback(LayerProgress(ref=self.ref, digest=layer, done=done, total=total, state=state))
+
+
+def _mount(m: MountSpec) -> dict[str, Any]:
+    _require(m.destination, "mount destination", "every mount needs an absolute destination path")
+    opts = set(m.options)
+    read_only = bool(opts & {"ro", "readonly"})
+    kind = m.type or "bind"
+    if kind in ("bind", "rbind"):
+        _require(m.source, f"source of the bind mount on {m.destination}")
+        out: dict[str, Any] = {"Type": "bind", "Source": m.source, "Target": m.destination, "ReadOnly": read_only}
+        propagation = opts & {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
+        if propagation:
+            out["BindOptions"] = {"Propagation": sorted(propagation)[0]}
+        return out
+    if kind == "tmpfs":
+        out = {"Type": "tmpfs", "Target": m.destination, "ReadOnly": read_only}
+        tmpfs: dict[str, Any] = {}
+        for opt in opts:
+            key, _, value = opt.partition("=")
+            if key == "size":
+                tmpfs["SizeBytes"] = _size(value, m.destination)
+            elif key == "mode":
+                tmpfs["Mode"] = int(value, 8)
+        if tmpfs:
+            out["TmpfsOptions"] = tmpfs
+        return out
+    if kind == "volume":
+        return {"Type": "volume", "Source": m.source, "Target": m.destination, "ReadOnly": read_only}
+    raise errors.InvalidArgument(
+        f"mount type {kind!r} on {m.destination} is not supported by the Docker backend",
+        hint="use bind, tmpfs or volume",
+    )
+
+
+def _size(value: str, where: str) -> int:
+    match = re.fullmatch(r"(\d+)([kmg]?)b?", value.strip().lower())
+    if not match:
+        raise errors.InvalidArgument(f"tmpfs size {value!r} on {where} is not a size", hint="e.g. size=64m")
+    return int(match.group(1)) * _SIZE_SUFFIX[match.group(2)]
+
+
+def _attach_stdio(api: EngineAPI, cid: str, name: str, tty: bool) -> None:
+    """Copy the container's output to this process's stdout/stderr until it exits (before start: nothing lost)."""
+    conn = api.container_attach(cid)
+    out, err = WriterSink(sys.stdout), WriterSink(sys.stderr)
+
+    def pump() -> None:
+        try:
+            for stream, data in iter_frames(conn.recv, multiplexed=not tty):
+                (err if stream == STDERR else out)(data)
+        except (OSError, ValueError):
+            log.debug("attach to %s ended", name, exc_info=True)
+        finally:
+            out.finish()
+            err.finish()
+            conn.close()
+
+    threading.Thread(target=pump, name=f"attach-{name}", daemon=True).start()
+
+
+__all__ = ["DockerService", "DockerVersion", "signal_name", "socket_from_env"]

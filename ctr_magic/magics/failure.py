@@ -1,0 +1,93 @@
+"""Failing a cell with one readable line.
+
+IPython renders an exception that has ``_render_traceback_`` with that method's lines instead
+of a traceback, while still treating the cell as failed: Run-All stops and nbclient raises.
+The exception class keeps the name of the original error (``NotFound``, ``InvalidArgument``...)
+and inherits from it, so ``except NotFound`` around ``run_line_magic`` still works.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import CtrError
+
+_RED = "\x1b[0;31m"
+_RESET = "\x1b[0m"
+
+# user:password@ in URLs, and KEY=VALUE pairs whose key names a secret.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?P<key>\b[A-Za-z_][A-Za-z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|APIKEY|CREDENTIALS?|AUTH)"
+    r"[A-Za-z0-9_]*)=(?P<value>\S+)",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """Hide credentials in URLs and values of secret-looking ``KEY=value`` pairs."""
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
+    return _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group('key')}=***", text)
+
+
+class CellFailure(Exception):
+    """Raised out of ``%ctr`` to fail the cell; IPython shows only :meth:`_render_traceback_`."""
+
+    def __init__(self, line: str, *, source: BaseException | None = None) -> None:
+        Exception.__init__(self, line)
+        self.line = line
+        self.source = source
+        # Keep the original's attributes (exit_code...), with the one-line message.
+        if source is not None:
+            self.__dict__.update({k: v for k, v in vars(source).items() if not k.startswith("_")})
+        self.message = line
+        self.hint = ""
+
+    def __str__(self) -> str:
+        return self.line
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{_RED}{type(self).__name__}{_RESET}: {self.line}"]
+
+
+_FAILURE_CLASSES: dict[type[BaseException], type[CellFailure]] = {}
+
+
+def failure_class(source_type: type[BaseException]) -> type[CellFailure]:
+    """A CellFailure subclass named like, and inheriting from, ``source_type`` (a CtrError)."""
+    if not issubclass(source_type, CtrError):
+        return CellFailure
+    cls = _FAILURE_CLASSES.get(source_type)
+    if cls is None:
+        cls = type(source_type.__name__, (CellFailure, source_type), {"__module__": source_type.__module__})
+        _FAILURE_CLASSES[source_type] = cls
+    return cls
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message, credentials removed."""
+    text = str(exc).strip() or type(exc).__name__
+    first = text.splitlines()[0]
+    if len(text.splitlines()) > 1:
+        first += " …"
+    return redact(first)
+
+
+def to_failure(exc: BaseException, command: str) -> CellFailure:
+    """Wrap ``exc`` (raised while running ``%ctr <command>``) as a one-line cell failure."""
+    prefix = f"%ctr {command}: " if command else "%ctr: "
+    if isinstance(exc, CtrError):
+        return failure_class(type(exc))(prefix + one_line(exc), source=exc)
+    if isinstance(exc, KeyboardInterrupt):
+        from ..errors import Interrupted
+
+        return failure_class(Interrupted)(prefix + "interrupted", source=exc)
+    # A bug or an unexpected library error: still one line, with the way to the details.
+    detail = f"{type(exc).__name__}: {one_line(exc)}"
+    return CellFailure(f"{prefix}unexpected error {detail} (run with --debug for the traceback)", source=exc)
+
+
+def render(exc: Any) -> str:
+    """The plain (uncoloured) line a failure renders as, for tests and logs."""
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,84 @@
+"""The state of one ``%ctr`` session: the connection, images used, mounts, the environment.
+
+This is the only mutable state of the magics; it lives on the CtrMagic instance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConnectionSettings:
+    backend: str = ""
+    socket: str = ""
+    namespace: str = ""
+
+
+@dataclass
+class Session:
+    """Holds the service connection and what the session made or used."""
+
+    settings: Callable[[], ConnectionSettings]
+    #: normalised image ref -> digest, for ``%ctr lock``.
+    images_used: dict[str, str] = field(default_factory=dict)
+    #: container id (or mount dir) -> MountedSnapshot, unmounted on close.
+    mounts: dict[str, Any] = field(default_factory=dict)
+    #: the private environment this session started (it stops only that one).
+    environment: Any = None
+    started_environment: bool = False
+    _service: Any = None
+    _service_key: Optional[tuple[str, str, str]] = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- connection -----------------------------------------------------------------------------
+    @property
+    def service(self) -> Any:
+        """The connected Service (connects lazily; reconnects when the settings changed)."""
+        wanted = self.settings()
+        key = (wanted.backend, wanted.socket, wanted.namespace)
+        with self._lock:
+            if self._service is None or self._service_key != key:
+                self._close_service()
+                from ..connect import connect
+
+                self._service = connect(wanted.backend or None, wanted.socket or None, wanted.namespace or None)
+                self._service_key = key
+            return self._service
+
+    @property
+    def connected(self) -> bool:
+        return self._service is not None
+
+    def disconnect(self) -> None:
+        with self._lock:
+            self._close_service()
+
+    def _close_service(self) -> None:
+        service, self._service, self._service_key = self._service, None, None
+        close = getattr(service, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def record_image(self, ref: str, digest: str) -> None:
+        if ref and digest:
+            self.images_used[ref] = digest
+
+    def close(self) -> None:
+        """Unmount what the session mounted and drop the connection (extension unload, exit)."""
+        for key, mounted in list(self.mounts.items()):
+            try:
+                mounted.unmount()
+            except Exception:
+                log.warning("could not unmount %s", key, exc_info=True)
+            self.mounts.pop(key, None)
+        self.disconnect()

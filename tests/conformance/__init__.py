@@ -1,0 +1,1 @@
+"""Conformance suite: one set of scenarios run against every backend."""

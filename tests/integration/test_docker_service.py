@@ -1,0 +1,294 @@
+"""DockerService against a real, private dockerd (on the session's containerd, own data root and socket).
+
+What every backend shares is in tests/conformance; this file covers what is Docker's own: the
+connection, version negotiation, logs, events, kill/wait, interrupting an exec, mounts and the
+name-versus-id-prefix rule.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import io
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ctr_magic import connect, errors
+from ctr_magic.daemon import Environment, EnvironmentInfo
+from ctr_magic.docker.service import DockerService, socket_from_env
+from ctr_magic.types import (
+    ContainerSpec,
+    CreateContainerRequest,
+    DeleteContainerOptions,
+    ExecTaskRequest,
+    ListTasksOptions,
+    MountSpec,
+    StartTaskOptions,
+    StopTaskOptions,
+    TaskStatus,
+)
+
+
+@pytest.fixture(scope="module")
+def dockerd(environment: EnvironmentInfo) -> EnvironmentInfo:
+    """The session environment with its private dockerd started (stopped by the environment's down())."""
+    info = Environment(environment.base_dir).up(with_docker=True)
+    assert info.dockerd_socket
+    return info
+
+
+@pytest.fixture(scope="module")
+def svc(dockerd: EnvironmentInfo) -> Iterator[DockerService]:
+    service = DockerService.connect(dockerd.dockerd_socket)
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+@pytest.fixture
+def made(svc: DockerService) -> Iterator[list[str]]:
+    """Container ids a test creates; removed afterwards even when the test fails."""
+    ids: list[str] = []
+    yield ids
+    for cid in ids:
+        with contextlib.suppress(errors.CtrError):
+            svc.delete_container(cid, DeleteContainerOptions(force=True))
+
+
+def _create(svc: DockerService, made: list[str], image: str, cmd: list[str], **spec: object) -> str:
+    cid = f"dk-{secrets.token_hex(5)}"
+    made.append(cid)
+    svc.create_container(CreateContainerRequest(id=cid, image_ref=image, spec=ContainerSpec(cmd=cmd, **spec)))
+    return cid
+
+
+# ------------------------------------------------------------------------------------------ connection
+
+
+def test_socket_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert socket_from_env() == "/var/run/docker.sock"
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/other.sock")
+    assert socket_from_env() == "/run/other.sock"
+    assert socket_from_env("unix:///x.sock") == "/x.sock"
+    assert socket_from_env("/y.sock") == "/y.sock"
+    with pytest.raises(errors.NotSupported, match="unix"):
+        socket_from_env("tcp://127.0.0.1:2375")
+
+
+def test_connect_through_the_package_entry_point(dockerd: EnvironmentInfo) -> None:
+    with connect("docker", socket=dockerd.dockerd_socket) as service:
+        assert isinstance(service, DockerService)
+        assert service.ping()
+    with pytest.raises(errors.InvalidArgument, match="bogus"):
+        connect("docker", socket=dockerd.dockerd_socket, bogus=1)
+
+
+def test_version_negotiation(svc: DockerService, dockerd: EnvironmentInfo) -> None:
+    version = svc.version()
+    assert version.api_version == "1.41"  # Debian's dockerd 20.10
+    assert svc.api.api_version == "1.41"
+    assert "containerd" in version.components
+    with DockerService.connect(dockerd.dockerd_socket, api_version="1.40") as older:
+        assert older.api.api_version == "1.40"
+        assert older.ping()
+
+
+def test_unreachable_daemon_is_unavailable_with_a_hint(tmp_path: Path) -> None:
+    with DockerService.connect(str(tmp_path / "missing.sock")) as service:
+        with pytest.raises(errors.Unavailable, match="cannot reach") as info:
+            service.list_containers()
+        assert "missing.sock" in str(info.value)
+        assert info.value.hint
+
+
+# ------------------------------------------------------------------------------------------ containers
+
+
+def test_names_never_match_another_containers_id_prefix(svc: DockerService, made: list[str],
+                                                        test_images: dict[str, str]) -> None:
+    cid = _create(svc, made, test_images["busybox"], ["true"])
+    docker_id = svc.get_container(cid).snapshot_key
+    prefix = docker_id[:10]
+    with pytest.raises(errors.NotFound):
+        svc.get_container(prefix)  # Docker itself would answer with the container
+    with pytest.raises(errors.NotFound):
+        svc.delete_container(prefix)
+    assert svc.get_container(cid).id == cid
+
+
+@pytest.mark.parametrize("bad", ["a", "bad/name", "-dash"])
+def test_invalid_names_are_refused(svc: DockerService, test_images: dict[str, str], bad: str) -> None:
+    with pytest.raises(errors.InvalidArgument, match="name"):
+        svc.create_container(CreateContainerRequest(id=bad, image_ref=test_images["busybox"]))
+
+
+def test_mounts_tmpfs_and_bad_mounts_leave_nothing(svc: DockerService, made: list[str],
+                                                   test_images: dict[str, str], tmp_path: Path) -> None:
+    cid = _create(svc, made, test_images["busybox"], ["sleep", "3600"],
+                  mounts=[MountSpec(destination="/scratch", type="tmpfs", options=["size=1m"])])
+    svc.start_container(cid)
+    out = io.BytesIO()
+    assert svc.exec_task(cid, ExecTaskRequest(args=["sh", "-c", "grep /scratch /proc/mounts"], stdout=out)
+                         ).exit_code == 0
+    assert b"tmpfs" in out.getvalue()
+
+    for mount, needle in [
+        (MountSpec(destination="/x", type="bind", source=str(tmp_path / "missing")), "missing"),
+        (MountSpec(destination="/x", type="proc", source="proc"), "proc"),
+        (MountSpec(destination="", type="bind", source=str(tmp_path)), "destination"),
+    ]:
+        bad = f"dk-bad-{secrets.token_hex(4)}"
+        made.append(bad)
+        with pytest.raises(errors.InvalidArgument, match=needle):
+            svc.create_container(CreateContainerRequest(id=bad, image_ref=test_images["busybox"],
+                                                        spec=ContainerSpec(mounts=[mount])))
+        with pytest.raises(errors.NotFound):
+            svc.get_container(bad)
+
+
+def test_terminal_start_needs_a_tty_container(svc: DockerService, made: list[str],
+                                              test_images: dict[str, str]) -> None:
+    cid = _create(svc, made, test_images["busybox"], ["true"])
+    with pytest.raises(errors.InvalidArgument, match="tty"):
+        svc.start_container(cid, StartTaskOptions(terminal=True))
+    assert svc.get_task_info(cid).status == TaskStatus.CREATED
+
+
+def test_image_in_use_cannot_be_deleted(svc: DockerService, made: list[str], test_images: dict[str, str]) -> None:
+    _create(svc, made, test_images["layers"], ["true"])
+    with pytest.raises(errors.FailedPrecondition, match="layers"):
+        svc.delete_image(test_images["layers"])
+    assert svc.get_image(test_images["layers"])
+
+
+# ------------------------------------------------------------------------------------------ tasks
+
+
+def test_logs_wait_and_exit_code(svc: DockerService, made: list[str], test_images: dict[str, str]) -> None:
+    cid = _create(svc, made, test_images["busybox"], ["sh", "-c", "echo out-line; echo err-line >&2; exit 4"])
+    svc.start_container(cid)
+    assert svc.wait_task(cid, timeout=30) == 4
+    out, err = io.StringIO(), io.StringIO()
+    svc.logs(cid, stdout=out, stderr=err)
+    assert out.getvalue() == "out-line\n"
+    assert err.getvalue() == "err-line\n"
+    assert list(svc.iter_logs(cid, tail=1))  # the last line only
+    assert svc.get_task_info(cid).exit_code == 4
+
+
+def test_kill_task_and_wait_timeout(svc: DockerService, made: list[str], test_images: dict[str, str]) -> None:
+    cid = _create(svc, made, test_images["busybox"], ["sleep", "3600"])
+    svc.start_container(cid)
+    with pytest.raises(errors.Interrupted):
+        svc.wait_task(cid, timeout=0.3)
+    svc.kill_task(cid, 9)
+    assert svc.wait_task(cid, timeout=30) == 137
+
+
+def test_events_report_the_container_lifecycle(svc: DockerService, made: list[str],
+                                               test_images: dict[str, str]) -> None:
+    since = str(int(time.time()) - 1)
+    cid = _create(svc, made, test_images["busybox"], ["true"])
+    svc.start_container(cid)
+    svc.wait_task(cid, timeout=30)
+    until = str(int(time.time()) + 1)
+    actions = [e.get("Action") for e in svc.events(since=since, until=until,
+                                                    filters={"container": [cid], "type": ["container"]})]
+    assert {"create", "start", "die"} <= set(actions)
+
+
+def test_bad_task_filter_is_invalid(svc: DockerService) -> None:
+    with pytest.raises(errors.InvalidArgument, match="unknown field"):
+        svc.list_tasks(ListTasksOptions(filter="colour==blue"))
+    with pytest.raises(errors.InvalidArgument):
+        svc.list_tasks(ListTasksOptions(filter="status"))
+
+
+def test_start_with_stdio_copies_output_here(svc: DockerService, made: list[str], test_images: dict[str, str],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    cid = _create(svc, made, test_images["busybox"], ["sh", "-c", "echo hello-stdio; echo oops >&2"])
+    svc.start_container(cid, StartTaskOptions(use_stdio=True))
+    assert svc.wait_task(cid, timeout=30) == 0
+    seen_out, seen_err = "", ""
+    deadline = time.monotonic() + 10
+    while ("hello-stdio" not in seen_out or "oops" not in seen_err) and time.monotonic() < deadline:
+        captured = capsys.readouterr()
+        seen_out += captured.out
+        seen_err += captured.err
+        time.sleep(0.02)  # polling captured output with a deadline: the copy runs in a thread
+    assert "hello-stdio" in seen_out
+    assert "oops" in seen_err
+
+
+# ------------------------------------------------------------------------------------------ exec
+
+
+def _running(svc: DockerService, cid: str, pattern: str) -> bool:
+    out = io.BytesIO()
+    svc.exec_task(cid, ExecTaskRequest(args=["ps", "-o", "args"], stdout=out))
+    return pattern in out.getvalue().decode()
+
+
+def test_interrupted_exec_kills_the_process(svc: DockerService, made: list[str],
+                                            test_images: dict[str, str]) -> None:
+    cid = _create(svc, made, test_images["busybox"], ["sleep", "3600"])
+    svc.start_container(cid)
+    started = threading.Event()
+
+    class Marker(io.BytesIO):
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            started.set()
+            return super().write(data)
+
+    def interrupt_when_started() -> None:
+        if started.wait(30):
+            _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_started, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        svc.exec_task(cid, ExecTaskRequest(args=["sh", "-c", "echo go; exec sleep 4321"], stdout=Marker()))
+    deadline = time.monotonic() + 10
+    while _running(svc, cid, "sleep 4321") and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the container's process list with a deadline
+    assert not _running(svc, cid, "sleep 4321")
+
+
+def test_closing_a_running_session_kills_its_process(svc: DockerService, made: list[str],
+                                                     test_images: dict[str, str]) -> None:
+    cid = _create(svc, made, test_images["busybox"], ["sleep", "3600"])
+    svc.start_container(cid)
+    session = svc.exec_task_streaming(cid, ExecTaskRequest(args=["sh", "-c", "echo ready; exec sleep 4322"]))
+    assert session.stdout is not None
+    assert session.stdout.readline() == b"ready\n"
+    session.close()
+    session.close()  # idempotent
+    deadline = time.monotonic() + 10
+    while _running(svc, cid, "sleep 4322") and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the container's process list with a deadline
+    assert not _running(svc, cid, "sleep 4322")
+
+
+def test_exec_inherits_the_containers_user_and_dir(svc: DockerService, made: list[str],
+                                                   test_images: dict[str, str]) -> None:
+    cid = _create(svc, made, test_images["config"], ["sleep", "3600"])
+    svc.start_container(cid)
+    out = io.BytesIO()
+    svc.exec_task(cid, ExecTaskRequest(args=["sh", "-c", "id -un; pwd"], stdout=out))
+    assert out.getvalue() == b"app\n/work\n"
+    out = io.BytesIO()
+    svc.exec_task(cid, ExecTaskRequest(args=["id", "-un"], user="root", stdout=out))
+    assert out.getvalue() == b"root\n"
+
+
+def test_stop_of_a_created_container_is_a_no_op(svc: DockerService, made: list[str],
+                                                test_images: dict[str, str]) -> None:
+    cid = _create(svc, made, test_images["busybox"], ["true"])
+    svc.stop_container(cid, StopTaskOptions(timeout=1))
+    assert svc.get_task_info(cid).status == TaskStatus.CREATED

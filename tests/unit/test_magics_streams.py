@@ -1,0 +1,75 @@
+"""Output pumping (real pipes) and the text progress line."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import threading
+
+import pytest
+
+from ctr_magic.magics.streams import Collector, TextSink, pump
+from ctr_magic.types import LayerProgress
+from ctr_magic.widgets import NullProgress, TextProgress, progress_display
+
+
+def test_pump_reads_fds_and_iterators_until_eof() -> None:
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    out_file = os.fdopen(r1, "rb", buffering=0)
+    err_file = os.fdopen(r2, "rb", buffering=0)
+
+    def writer() -> None:
+        for i in range(50):
+            os.write(w1, f"out {i}\n".encode())
+            os.write(w2, f"err {i}\n".encode())
+        os.close(w1)
+        os.close(w2)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    got: dict[str, Collector] = {"stdout": Collector(), "stderr": Collector(), "log": Collector()}
+    pump({"stdout": out_file, "stderr": err_file, "log": iter([b"a", b"", b"b"])}, got)
+    thread.join()
+    assert got["stdout"].value(False) == "".join(f"out {i}\n" for i in range(50))
+    assert got["stderr"].value(True) == b"".join(f"err {i}\n".encode() for i in range(50))
+    assert got["log"].value(False) == "ab"
+    out_file.close()
+    err_file.close()
+
+
+def test_pump_reraises_reader_errors() -> None:
+    def broken():
+        yield b"x"
+        raise OSError("fifo vanished")
+
+    with pytest.raises(OSError, match="fifo vanished"):
+        pump({"log": broken()}, {"log": Collector()})
+
+
+def test_text_sink_decodes_split_utf8(capsys: pytest.CaptureFixture[str]) -> None:
+    sink = TextSink("stdout")
+    data = "héllo ✓\n".encode()
+    for i in range(len(data)):
+        sink(data[i : i + 1])
+    sink.close()
+    assert capsys.readouterr().out == "héllo ✓\n"
+
+
+def test_text_progress_one_line() -> None:
+    out = io.StringIO()
+    progress = TextProgress("pull x", stream=out)
+    progress(LayerProgress("x", "sha256:a", "layer", 0, 2000, "downloading"))
+    progress(LayerProgress("x", "sha256:b", "layer", 0, 1000, "exists"))
+    progress(LayerProgress("x", "sha256:a", "layer", 2000, 2000, "done"))
+    progress.finish()
+    final = out.getvalue().split("\r")[-1]
+    assert final == "pull x: 2/2 blobs, 3.0 kB of 3.0 kB\n"
+
+
+def test_progress_modes() -> None:
+    assert isinstance(progress_display("none", "t"), NullProgress)
+    assert isinstance(progress_display("auto", "t", shell=None), TextProgress)
+    assert isinstance(progress_display("text", "t"), TextProgress)
+    assert sys.stderr is not None
