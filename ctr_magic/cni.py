@@ -171,6 +171,12 @@ class CNIRunner:
         raise errors.NotFound(f"CNI plugin {plugin_type!r} not found in {':'.join(self.bin_dirs)}",
                               hint="install the Debian package containernetworking-plugins or fix cni_bin_dir")
 
+    def check(self, networks: Sequence[NetworkConfig]) -> None:
+        """NotFound naming the first plugin binary missing, before anything runs."""
+        for network in networks:
+            for plugin in network.plugins:
+                self.find_plugin(plugin["type"])
+
     def _environment(self, command: str, att: Attachment) -> dict[str, str]:
         env = dict(os.environ)
         # Plugins call iptables, ip and friends: make sure sbin is on the PATH even for a notebook's env.

@@ -79,11 +79,13 @@ class NullProgress:
 
 
 class TextProgress:
-    """One line on stderr, rewritten in place with ``\\r`` (a terminal or a plain notebook)."""
+    """One line on stderr, rewritten in place with ``\\r`` where that works (a terminal, a notebook);
+    elsewhere (a log file, a pipe) only the final line is written."""
 
-    def __init__(self, title: str, stream: Any = None) -> None:
+    def __init__(self, title: str, stream: Any = None, *, live: bool = True) -> None:
         self.title = title
         self.stream = stream
+        self.live = live
         self.tracker = _Tracker()
         self._last = 0.0
         self._written = False
@@ -95,7 +97,7 @@ class TextProgress:
     def __call__(self, event: LayerProgress) -> None:
         self.tracker.update(event)
         now = time.monotonic()
-        if now - self._last < _TEXT_INTERVAL:
+        if not self.live or now - self._last < _TEXT_INTERVAL:
             return
         with self._lock:
             self._last = now
@@ -209,7 +211,8 @@ def progress_display(mode: str, title: str, shell: Any = None) -> ProgressDispla
             return WidgetProgress(title)
         except ImportError:
             pass
-    return TextProgress(title)
+    stderr_is_tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return TextProgress(title, live=in_kernel(shell) or stderr_is_tty)
 
 
 __all__ = ["NullProgress", "ProgressDisplay", "TextProgress", "WidgetProgress", "in_kernel", "progress_display"]

@@ -10,6 +10,7 @@ still runs, deleted, and its FIFO directory removed.
 
 from __future__ import annotations
 
+import io
 import logging
 import secrets
 import signal as _signal
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 #: How long cleanup waits for a killed exec to be reaped before deleting it anyway.
 _KILL_WAIT = 10.0
+_READ_BUFFER = 1 << 16
 # Layers of wrapping around what runc said, innermost last.
 _RUNTIME_MARKERS = (
     "unable to start container process: ",
@@ -226,7 +228,8 @@ class ExecMixin(RuntimeBase):
         """Run ``req.args`` in the container's running task; output goes to the given writers.
 
         Writers may be text or binary streams; ``use_stdio=True`` sends output without a writer
-        to this process's stdout/stderr. stdin may be bytes, str or a readable file.
+        to this process's stdout/stderr. stdin may be bytes, str or a readable file; its end is
+        the process's EOF, except with a terminal, where EOF is typed (end the data with b"\\x04").
         """
         self._check_request(container_id, req)
         sinks: dict[str, Any] = {}
@@ -246,8 +249,10 @@ class ExecMixin(RuntimeBase):
             if run.fifos is not None:
                 if has_stdin:
                     run.fifos.open_stdin()
+                # A terminal takes EOF as typed (Ctrl-D): closing its input would hang it up instead.
+                send_eof = has_stdin and not req.terminal
                 pump(run.fifos, sinks, stdin_chunks(req.stdin) if has_stdin else None,
-                     (lambda: self._close_stdin_rpc(run)) if has_stdin else None)
+                     (lambda: self._close_stdin_rpc(run)) if send_eof else None)
             status = self._wait_status(run, None)
             for finish in finishers:
                 finish()
@@ -262,13 +267,20 @@ class ExecMixin(RuntimeBase):
         """Start ``req.args`` and return at once a session with ``stdin``, ``stdout``, ``stderr``,
         ``wait(timeout=None)`` and ``close()`` (also a context manager).
 
-        Streams are binary and unbuffered on our side: read stdout and stderr as the process
-        writes them (it blocks when a pipe is full: back-pressure). ``stdin.close()`` sends EOF.
+        Streams are binary: ``stdout.read1()`` returns what has arrived, ``readline()`` a line,
+        ``read()`` everything to EOF. The process blocks when a pipe is full (back-pressure), so
+        read stdout and stderr both (or from two threads) when it writes a lot to each.
+        ``stdin.write()`` sends at once; ``stdin.close()`` sends EOF (a hang-up with a terminal).
         ``req.stdin``, if given, is fed on a background thread and then closed.
         """
         self._check_request(container_id, req)
         run = self._start_exec(container_id, req, stdin=True, stdout=True, stderr=True)
         return _Session(self, run, req).as_session()
+
+
+def _buffered(raw: FifoReader) -> io.BufferedReader:
+    """readline/read1/peek over the raw FIFO; read1 returns what has arrived without waiting for more."""
+    return io.BufferedReader(raw, buffer_size=_READ_BUFFER)
 
 
 class _Session:
@@ -282,9 +294,9 @@ class _Session:
         try:
             fifos.open_stdin()
             self.stdin = FifoWriter(fifos.take("stdin"), self._send_eof)  # type: ignore[arg-type]
-            self.stdout = FifoReader(fifos.take("stdout"), "stdout")  # type: ignore[arg-type]
+            self.stdout = _buffered(FifoReader(fifos.take("stdout"), "stdout"))  # type: ignore[arg-type]
             err_fd = fifos.take("stderr")
-            self.stderr = FifoReader(err_fd, "stderr") if err_fd is not None else None
+            self.stderr = _buffered(FifoReader(err_fd, "stderr")) if err_fd is not None else None
         except BaseException:
             service._finish(run, kill=True)
             raise

@@ -191,6 +191,7 @@ class NetworkMixin(RuntimeBase):
                 f"container {container_id!r} shares the host's network namespace; CNI would configure the host")
         networks = self._networks(req)
         runner = CNIRunner(plugin_dirs(req.cni_bin_dir))
+        runner.check(networks)
         store = self.network_store()
         with store.locked():
             records = store.load(container_id)

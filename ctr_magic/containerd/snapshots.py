@@ -56,6 +56,13 @@ def _gc_root_labels(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
     return labels
 
 
+def _unknown_snapshotter(exc: errors.InvalidArgument, snapshotter: str) -> errors.InvalidArgument:
+    if "snapshotter not loaded" not in exc.message:
+        return exc
+    return errors.InvalidArgument(f"snapshotter {snapshotter!r} is not loaded in containerd",
+                                  hint="use one it has, e.g. overlayfs or native (plugins() lists them)")
+
+
 def _mount_infos(mounts: Any) -> list[MountInfo]:
     return [MountInfo(type=m.type, source=m.source, options=list(m.options)) for m in mounts]
 
@@ -88,6 +95,13 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
     def _snapshotter(self, snapshotter: str) -> str:
         return snapshotter or self.snapshotter
 
+    def _snap_call(self, method: str, request: Any, *, what: str, lease: str = "") -> Any:
+        """One Snapshots RPC; an unknown snapshotter becomes one clear InvalidArgument."""
+        try:
+            return self.client.call(getattr(self.snapshots_stub, method), request, what=what, lease=lease)
+        except errors.InvalidArgument as exc:
+            raise _unknown_snapshotter(exc, request.snapshotter) from None
+
     # -- the contract ------------------------------------------------------------------------------
     def commit_snapshot(self, snapshotter: str, name: str, key: str) -> None:
         """Commit active snapshot *key* as *name* (the active key is gone afterwards)."""
@@ -97,7 +111,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
     def _commit(self, snapshotter: str, name: str, key: str, labels: dict[str, str]) -> None:
         what = f"committing snapshot {key!r} as {name!r} in {snapshotter}"
         try:
-            self.client.call(self.snapshots_stub.Commit, snapshots_pb2.CommitSnapshotRequest(
+            self._snap_call("Commit", snapshots_pb2.CommitSnapshotRequest(
                 snapshotter=snapshotter, name=name, key=key, labels=labels), what=what)
         except errors.AlreadyExists:
             raise errors.AlreadyExists(f"{what}: a snapshot named {name!r} already exists",
@@ -119,7 +133,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
                  lease: str = "") -> list[MountInfo]:
         what = f"preparing snapshot {key!r} from {parent!r} in {snapshotter}"
         try:
-            resp = self.client.call(self.snapshots_stub.Prepare, snapshots_pb2.PrepareSnapshotRequest(
+            resp = self._snap_call("Prepare", snapshots_pb2.PrepareSnapshotRequest(
                 snapshotter=snapshotter, key=key, parent=parent, labels=labels), what=what, lease=lease)
         except errors.AlreadyExists:
             raise errors.AlreadyExists(f"{what}: snapshot {key!r} already exists",
@@ -128,6 +142,8 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
             raise errors.NotFound(f"{what}: parent snapshot {parent!r} does not exist",
                                   hint=f"list_snapshots({snapshotter!r}) shows the committed snapshots") from None
         except errors.InvalidArgument as exc:
+            if "not loaded" in exc.message:
+                raise
             raise errors.InvalidArgument(exc.message, hint="the parent must be a committed snapshot") from None
         log.info("prepared snapshot %s from %s (%s)", key, parent, snapshotter)
         return _mount_infos(resp.mounts)
@@ -137,7 +153,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         _require("snapshot_mounts", snapshotter=snapshotter, key=key)
         what = f"mounts of snapshot {key!r} in {snapshotter}"
         try:
-            resp = self.client.call(self.snapshots_stub.Mounts, snapshots_pb2.MountsRequest(
+            resp = self._snap_call("Mounts", snapshots_pb2.MountsRequest(
                 snapshotter=snapshotter, key=key), what=what)
         except errors.NotFound:
             raise errors.NotFound(f"{what}: snapshot {key!r} does not exist",
@@ -152,10 +168,13 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         """Every snapshot of *snapshotter* in this namespace, with disk usage unless ``usage=False``."""
         _require("list_snapshots", snapshotter=snapshotter)
         infos: list[snapshots_pb2.Info] = []
-        for batch in self.client.stream(self.snapshots_stub.List,
-                                        snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter),
-                                        what=f"listing snapshots of {snapshotter}"):
-            infos.extend(batch.info)
+        try:
+            for batch in self.client.stream(self.snapshots_stub.List,
+                                            snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter),
+                                            what=f"listing snapshots of {snapshotter}"):
+                infos.extend(batch.info)
+        except errors.InvalidArgument as exc:
+            raise _unknown_snapshotter(exc, snapshotter) from None
         if not usage or not infos:
             return [snapshot_info(i) for i in infos]
         with ThreadPoolExecutor(max_workers=min(_USAGE_WORKERS, len(infos))) as pool:
@@ -232,7 +251,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         _require("stat_snapshot", snapshotter=snapshotter, key=key)
         what = f"snapshot {key!r} in {snapshotter}"
         try:
-            resp = self.client.call(self.snapshots_stub.Stat, snapshots_pb2.StatSnapshotRequest(
+            resp = self._snap_call("Stat", snapshots_pb2.StatSnapshotRequest(
                 snapshotter=snapshotter, key=key), what=what)
         except errors.NotFound:
             raise errors.NotFound(f"{what} does not exist",
@@ -249,7 +268,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
     def snapshot_usage(self, snapshotter: str, key: str) -> tuple[int, int]:
         """(bytes, inodes) the snapshot uses on disk (its own layer only)."""
         _require("snapshot_usage", snapshotter=snapshotter, key=key)
-        resp = self.client.call(self.snapshots_stub.Usage, snapshots_pb2.UsageRequest(
+        resp = self._snap_call("Usage", snapshots_pb2.UsageRequest(
             snapshotter=snapshotter, key=key), what=f"disk usage of snapshot {key!r} in {snapshotter}")
         return int(resp.size), int(resp.inodes)
 
@@ -269,7 +288,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         what = f"viewing snapshot {parent!r} as {key!r} in {snapshotter}"
         all_labels = dict(labels or {}) if lease else _gc_root_labels(labels)
         try:
-            resp = self.client.call(self.snapshots_stub.View, snapshots_pb2.ViewSnapshotRequest(
+            resp = self._snap_call("View", snapshots_pb2.ViewSnapshotRequest(
                 snapshotter=snapshotter, key=key, parent=parent, labels=all_labels), what=what, lease=lease)
         except errors.NotFound:
             raise errors.NotFound(f"{what}: snapshot {parent!r} does not exist",
@@ -283,7 +302,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         _require("remove_snapshot", snapshotter=snapshotter, key=key)
         what = f"removing snapshot {key!r} from {snapshotter}"
         try:
-            self.client.call(self.snapshots_stub.Remove, snapshots_pb2.RemoveSnapshotRequest(
+            self._snap_call("Remove", snapshots_pb2.RemoveSnapshotRequest(
                 snapshotter=snapshotter, key=key), what=what)
         except errors.NotFound:
             raise errors.NotFound(f"{what}: it does not exist") from None

@@ -137,6 +137,9 @@ class Unpacker:
             except errors.AlreadyExists:
                 if self.exists(chain_id):
                     return False
+            except BaseException:
+                self._remove(key)  # a cancelled Prepare may still have created the snapshot
+                raise
         if mounts is None:
             raise errors.CtrError(f"could not prepare an extraction snapshot for layer {layer.digest}")
         try:

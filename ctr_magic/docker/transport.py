@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 _BASE_URL = "http://docker"  # the host part is ignored on a unix socket
 _CONNECT_TIMEOUT = 5.0
 _MAX_HEADER_BYTES = 64 * 1024
+_WAKE_INTERVAL = 0.5
 _UNSET: Any = object()
 
 
@@ -121,7 +122,10 @@ class Transport:
             status, headers, rest = _read_head(sock, what)
             if status not in (101, 200):
                 raise error_for(status, message_of(_read_body(sock, headers, rest)), what=what, kind=kind)
-            sock.settimeout(None)  # exec streams may stay silent for as long as the process likes
+            # Exec streams may stay silent as long as the process likes: no read timeout. The short
+            # socket timeout only brings a blocked recv back to Python now and then, so a Ctrl-C that
+            # the interpreter has noted (but that did not interrupt the call) is raised promptly.
+            sock.settimeout(_WAKE_INTERVAL)
             chunked = "chunked" in headers.get("transfer-encoding", "").lower()
             return HijackedConnection(sock, rest, chunked=chunked, content_type=headers.get("content-type", ""))
         except TimeoutError:
@@ -213,7 +217,11 @@ class HijackedConnection:
         if self._early:
             data, self._early = self._early[:n], self._early[n:]
             return data
-        return self.sock.recv(n)
+        while True:
+            try:
+                return self.sock.recv(n)
+            except TimeoutError:
+                continue  # see hijack(): only a chance to raise a pending KeyboardInterrupt
 
     def _read_exact_raw(self, n: int) -> bytes:
         out = b""
@@ -263,7 +271,14 @@ class HijackedConnection:
 
     # -- writing ------------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        """Send all of *data*, waiting as long as the peer applies back-pressure."""
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self.sock.send(view)
+            except TimeoutError:
+                continue
+            view = view[sent:]
 
     def close_write(self) -> None:
         """Half-close: the process sees end-of-file on its stdin, output keeps flowing."""

@@ -25,6 +25,22 @@ _SECRET_ASSIGNMENT = re.compile(
 )
 
 
+# Hints written for Python callers of the Service, said the way a notebook user acts on them.
+_MAGIC_HINTS = (
+    (re.compile(r"list containers with list_containers\(\)"), "see %ctr ps -a"),
+    (re.compile(r"\(start_container\)"), "(%ctr start)"),
+    (re.compile(r"\(stop_container\)"), "(%ctr stop)"),
+    (re.compile(r"list_snapshots\('[^']*'\) shows the committed snapshots"), "%ctr snapshots lists them"),
+    (re.compile(r"StartTaskOptions\(log_path=service\.log_path_for\(id\)\)"), "%ctr run -d or %ctr start"),
+)
+
+
+def as_magic_hint(text: str) -> str:
+    for pattern, replacement in _MAGIC_HINTS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def redact(text: str) -> str:
     """Hide credentials in URLs and values of secret-looking ``KEY=value`` pairs."""
     text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
@@ -78,7 +94,7 @@ def to_failure(exc: BaseException, command: str) -> CellFailure:
     """Wrap ``exc`` (raised while running ``%ctr <command>``) as a one-line cell failure."""
     prefix = f"%ctr {command}: " if command else "%ctr: "
     if isinstance(exc, CtrError):
-        return failure_class(type(exc))(prefix + one_line(exc), source=exc)
+        return failure_class(type(exc))(prefix + as_magic_hint(one_line(exc)), source=exc)
     if isinstance(exc, KeyboardInterrupt):
         from ..errors import Interrupted
 

@@ -25,6 +25,7 @@ from .options import Credentials, RegistryOptions
 log = logging.getLogger(__name__)
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BARE_VALUE_RE = re.compile(r"[^,\s\"]+")
 _REPO_PATH = re.compile(r"^/v2/(?P<name>.+)/(?:manifests|blobs|tags)/")
 _DEFAULT_TOKEN_TTL = 60.0
 _TOKEN_MARGIN = 5.0  # renew a little before a token expires
@@ -78,22 +79,24 @@ def parse_www_authenticate(values: list[str] | str) -> list[Challenge]:
                 continue
             match = _TOKEN_RE.match(text, pos)
             if not match:
-                pos += 1
+                if text[pos] == "=":  # a value without a name: skip it too
+                    value_match = _BARE_VALUE_RE.match(text, _skip_ws(text, pos + 1))
+                    pos = value_match.end() if value_match else pos + 1
+                else:
+                    pos += 1
                 continue
             word, end = match.group(0), match.end()
             after = _skip_ws(text, end)
-            if after < len(text) and text[after] == "=" and current is not None:
+            if after < len(text) and text[after] == "=":
                 value_pos = _skip_ws(text, after + 1)
                 if value_pos < len(text) and text[value_pos] == '"':
                     value, pos = _read_quoted(text, value_pos + 1)
-                else:
-                    value_match = _TOKEN_RE.match(text, value_pos)
+                else:  # unquoted: RFC says token, but realms like http://h:p/x are seen in the wild
+                    value_match = _BARE_VALUE_RE.match(text, value_pos)
                     value = value_match.group(0) if value_match else ""
                     pos = value_match.end() if value_match else value_pos
-                current.params[word.lower()] = value
-                continue
-            if after < len(text) and text[after] == "=":  # a parameter with no scheme before it
-                pos = after + 1
+                if current is not None:  # a parameter with no scheme before it is dropped
+                    current.params[word.lower()] = value
                 continue
             current = Challenge(word.lower(), {})
             challenges.append(current)

@@ -21,6 +21,7 @@ from ctr_magic.types import (
     DeleteImageOptions,
     ExecTaskRequest,
     StartTaskOptions,
+    StopTaskOptions,
 )
 
 
@@ -107,15 +108,20 @@ def test_commit_running_container_to_image(
     assert sh(service, again, "echo $COMMIT_VAR; test -e /etc/group || echo group-gone; cat /opt/app/x") == \
         "yes\ngroup-gone\nx\n"
 
-    # ctr runs it, pushes it, and another namespace pulls and runs it.
+    # ctr runs it; ctr and ctr-magic push it; another namespace pulls both with ctr and runs them.
     assert ctr("run", "--rm", name, f"t-ctr-{secrets.token_hex(4)}").stdout == "committed\n"
     ctr("images", "push", "--plain-http", name)
+    ours = name.replace(":v1", ":pushed-by-ctr-magic")
+    assert service.push_image(name, dest=ours) == info.id
     other = f"{service.namespace}-pulled"
     try:
-        ctr("images", "pull", "--plain-http", name, namespace=other)
-        assert ctr("run", "--rm", name, f"t-ctr-{secrets.token_hex(4)}", namespace=other).stdout == "committed\n"
+        for ref in (name, ours):
+            ctr("images", "pull", "--plain-http", ref, namespace=other)
+            assert ctr("run", "--rm", ref, f"t-ctr-{secrets.token_hex(4)}", namespace=other).stdout == \
+                "committed\n"
+            ctr("images", "rm", "--sync", ref, namespace=other)
     finally:
-        ctr("images", "rm", "--sync", name, namespace=other, check=False)
+        ctr("images", "rm", "--sync", name, ours, namespace=other, check=False)
         removed = ctr("namespaces", "rm", other, check=False)
     assert removed.returncode == 0, f"namespace {other} not empty: {removed.stderr}"
 
@@ -127,17 +133,46 @@ def test_commit_exports_and_imports(
     name = f"localhost/ctr-magic-test/export-{secrets.token_hex(4)}:v1"
     service.commit_container(box, name, cmd=["echo", "from the export"])
     made["images"].append(name)
-    archive = tmp_path / "image.tar"
-    ctr("images", "export", str(archive), name)
     other = f"{service.namespace}-imported"
     try:
-        ctr("images", "import", str(archive), namespace=other)
-        assert ctr("run", "--rm", name, f"t-ctr-{secrets.token_hex(4)}", namespace=other).stdout == \
-            "from the export\n"
+        for exporter in ("ctr", "ctr-magic"):
+            archive = tmp_path / f"{exporter}.tar"
+            if exporter == "ctr":
+                ctr("images", "export", str(archive), name)
+            else:
+                service.export_image([name], str(archive))
+            ctr("images", "import", str(archive), namespace=other)
+            assert ctr("run", "--rm", name, f"t-ctr-{secrets.token_hex(4)}", namespace=other).stdout == \
+                "from the export\n", exporter
+            ctr("images", "rm", "--sync", name, namespace=other)
     finally:
         ctr("images", "rm", "--sync", name, namespace=other, check=False)
         removed = ctr("namespaces", "rm", other, check=False)
     assert removed.returncode == 0, f"namespace {other} not empty: {removed.stderr}"
+
+
+def test_commit_after_checkpoints_keeps_every_change(
+    service: DefaultService, test_images: dict[str, str], made: dict[str, list[str]]
+) -> None:
+    # The layer is the difference to the image, not to the container's last checkpoint.
+    box = _box(service, test_images["busybox"], made)
+    sh(service, box, "echo one > /one.txt")
+    service.stop_container(box, StopTaskOptions(timeout=0.5, force=True))
+    version = ""
+    try:
+        version = service.checkpoint(box, "v1").version_snapshot_name
+        service.start_container(box)
+        sh(service, box, "echo two > /two.txt")
+        name = f"localhost/ctr-magic-test/checkpointed-{secrets.token_hex(4)}:v1"
+        service.commit_container(box, name)
+        made["images"].append(name)
+        again = _box(service, name, made)
+        assert sh(service, again, "cat /one.txt /two.txt") == "one\ntwo\n"
+    finally:
+        service.delete_container(box, DeleteContainerOptions(force=True))
+        made["containers"].remove(box)
+        if version:
+            service.remove_snapshot("overlayfs", version)
 
 
 def test_commit_twice_under_one_name(

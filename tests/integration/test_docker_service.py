@@ -10,7 +10,9 @@ from __future__ import annotations
 import _thread
 import contextlib
 import io
+import os
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -236,8 +238,9 @@ def _running(svc: DockerService, cid: str, pattern: str) -> bool:
     return pattern in out.getvalue().decode()
 
 
-def test_interrupted_exec_kills_the_process(svc: DockerService, made: list[str],
-                                            test_images: dict[str, str]) -> None:
+@pytest.mark.parametrize("how", ["sigint", "interrupt_main"])
+def test_interrupted_exec_kills_the_process(svc: DockerService, made: list[str], test_images: dict[str, str],
+                                            how: str) -> None:
     cid = _create(svc, made, test_images["busybox"], ["sleep", "3600"])
     svc.start_container(cid)
     started = threading.Event()
@@ -248,8 +251,12 @@ def test_interrupted_exec_kills_the_process(svc: DockerService, made: list[str],
             return super().write(data)
 
     def interrupt_when_started() -> None:
-        if started.wait(30):
-            _thread.interrupt_main()
+        if not started.wait(30):
+            return
+        if how == "sigint":
+            os.kill(os.getpid(), signal.SIGINT)  # what the notebook's stop button sends the kernel
+        else:
+            _thread.interrupt_main()  # only flags the main thread: no system call is interrupted
 
     threading.Thread(target=interrupt_when_started, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):

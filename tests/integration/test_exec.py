@@ -174,14 +174,14 @@ def test_fifo_dir_is_used_and_cleaned(svc: DefaultService, box: str, tmp_path: P
 
 def test_50_concurrent_execs_unmixed(svc: DefaultService, box: str) -> None:
     def one(i: int) -> tuple[int, bytes, bytes]:
-        return run(svc, box, ["sh", "-c", f"for n in $(seq 300); do echo {i}-$n; echo e{i}-$n >&2; done; exit {i % 7}"])
+        return run(svc, box, ["sh", "-c", f"for n in $(seq 100); do echo {i}-$n; echo e{i}-$n >&2; done; exit {i % 7}"])
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         results = list(pool.map(one, range(50)))
     for i, (code, out, err) in enumerate(results):
         assert code == i % 7
-        assert out.decode().splitlines() == [f"{i}-{n}" for n in range(1, 301)]
-        assert err.decode().splitlines() == [f"e{i}-{n}" for n in range(1, 301)]
+        assert out.decode().splitlines() == [f"{i}-{n}" for n in range(1, 101)]
+        assert err.decode().splitlines() == [f"e{i}-{n}" for n in range(1, 101)]
 
 
 @pytest.mark.slow

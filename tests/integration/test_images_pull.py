@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from datetime import timezone
 
+import images_support
 import pytest
-from images_support import (  # noqa: F401  (fixtures)
+from images_support import (
     active_ingests,
     assert_nothing_left,
     content_digests,
     content_labels,
     ctr_cmd,
-    images_namespace,
     snapshots,
-    svc,
     wipe_namespace,
 )
 
@@ -23,6 +22,9 @@ from ctr_magic.containerd.imagestore import chain_ids
 from ctr_magic.containerd.service import DefaultService
 from ctr_magic.daemon import EnvironmentInfo
 from ctr_magic.types import DeleteImageOptions, LayerProgress, PullImageOptions
+
+images_namespace = images_support.images_namespace
+svc = images_support.svc
 
 
 def _image_blobs(svc: DefaultService, name: str) -> tuple[list[str], list[str]]:
@@ -113,7 +115,7 @@ def test_five_layers_unpack_to_a_chain(svc: DefaultService, test_images: dict[st
         assert snaps[chain_id].parent == (chain[i - 1] if i else "")
         assert snaps[chain_id].kind == 3  # committed
     assert content_labels(svc.client, resolved.config_digest)["containerd.io/gc.ref.snapshot.overlayfs"] == chain[-1]
-    for layer, diff_id in zip(resolved.layers, resolved.diff_ids):
+    for layer, diff_id in zip(resolved.layers, resolved.diff_ids, strict=True):
         assert content_labels(svc.client, layer["digest"])["containerd.io/uncompressed"] == diff_id
     svc.delete_image(ref, DeleteImageOptions(synchronous=True))
     assert not set(chain) & set(snapshots(svc.client))

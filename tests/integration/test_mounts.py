@@ -152,8 +152,58 @@ def test_failed_mount_leaves_nothing(
 def test_not_root_is_a_clear_error(service: DefaultService, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # The suite runs as root; pretend otherwise to see the message a normal user gets.
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(errors.FailedPrecondition, match="needs root.*uid 1000"):
+    with pytest.raises(errors.FailedPrecondition, match=r"needs root.*uid 1000"):
         mount_snapshot(service, SN, "anything", parent_dir=str(tmp_path))
     with pytest.raises(errors.FailedPrecondition, match="needs root"):
         mount_container_snapshot(service, "anything", parent_dir=str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overlay_data_longer_than_a_page(tmp_path: Path) -> None:
+    """60 layers with long paths: the mount data exceeds the kernel's page limit and is shortened."""
+    from ctr_magic.containerd.mounts import mount_one, unmount
+
+    deep = tmp_path / ("d" * 60)
+    layers = []
+    for i in range(60):
+        layer = deep / f"layer-{i:02d}-{'x' * 40}"
+        layer.mkdir(parents=True)
+        (layer / f"file-{i}").write_text(str(i))
+        layers.append(str(layer))
+    (deep / "layer-00-" f"{'x' * 40}" / "shadowed").write_text("bottom")
+    (deep / "layer-59-" f"{'x' * 40}" / "shadowed").write_text("top")
+    options = [f"lowerdir={':'.join(reversed(layers))}"]  # overlayfs lists the top layer first
+    assert len(options[0]) > 4096
+    target = tmp_path / "mnt"
+    target.mkdir()
+    mount_one(MountInfo(type="overlay", source="overlay", options=options), str(target))
+    try:
+        assert (target / "file-0").read_text() == "0" and (target / "file-59").read_text() == "59"
+        assert (target / "shadowed").read_text() == "top"
+    finally:
+        unmount(str(target))
+    assert str(target) not in mount_points()
+
+
+def test_option_parsing_and_read_only_conversion() -> None:
+    from ctr_magic.containerd.mounts import (
+        MS_BIND,
+        MS_NOSUID,
+        MS_PRIVATE,
+        MS_RDONLY,
+        MS_REC,
+        parse_options,
+        read_only_mounts,
+    )
+
+    flags, propagation, data = parse_options(["ro", "rbind", "nosuid", "rprivate", "index=off", "rw", "ro"])
+    assert flags == MS_RDONLY | MS_BIND | MS_REC | MS_NOSUID
+    assert propagation == MS_PRIVATE | MS_REC and data == ["index=off"]
+    overlay = MountInfo(type="overlay", source="overlay",
+                        options=["index=off", "workdir=/w", "upperdir=/u", "lowerdir=/l1:/l2"])
+    assert read_only_mounts([overlay]) == [
+        MountInfo(type="overlay", source="overlay", options=["ro", "index=off", "lowerdir=/u:/l1:/l2"])]
+    lone = MountInfo(type="overlay", source="overlay", options=["workdir=/w", "upperdir=/u"])
+    assert read_only_mounts([lone]) == [MountInfo(type="bind", source="/u", options=["ro", "rbind"])]
+    bind = MountInfo(type="bind", source="/s", options=["rw", "rbind"])
+    assert read_only_mounts([bind]) == [MountInfo(type="bind", source="/s", options=["ro", "rbind"])]

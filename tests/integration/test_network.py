@@ -276,24 +276,36 @@ def test_setup_bad_input(svc: DefaultService, net: Net) -> None:
 
 
 def test_failed_add_leaves_nothing(svc: DefaultService, net: Net, box: str, tmp_path: Path) -> None:
-    # A second plugin that does not exist: the bridge ADD ran and must be undone.
+    # A second plugin that fails (a sysctl that does not exist): the bridge ADD ran and must be undone.
     conflist = json.loads(Path(net.conf_dir, f"10-{net.name}.conflist").read_text())
-    conflist["plugins"].append({"type": "no-such-plugin"})
+    conflist["plugins"].append({"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.no_such_setting": "1"}})
     Path(net.conf_dir, f"10-{net.name}.conflist").write_text(json.dumps(conflist))
     svc.start_container(box)
-    with pytest.raises(errors.NotFound, match="no-such-plugin"):
+    with pytest.raises(errors.CtrError, match="'tuning' ADD on network"):
         svc.setup_network(net.request(box))
+    assert os.path.isdir(os.path.join(net.ipam_dir, net.name)), "the bridge ADD did run before tuning failed"
     assert net.allocated() == [] and net.veths() == []
     assert svc.container_ip(box) == ""
     assert not [p for p in mount_points() if p.startswith(str(tmp_path))]
     assert "eth0" not in sh(svc, box, "ip -o link")[1]
 
 
+def test_missing_plugin_fails_before_anything_runs(svc: DefaultService, net: Net, box: str) -> None:
+    conflist = json.loads(Path(net.conf_dir, f"10-{net.name}.conflist").read_text())
+    conflist["plugins"].append({"type": "no-such-plugin"})
+    Path(net.conf_dir, f"10-{net.name}.conflist").write_text(json.dumps(conflist))
+    svc.start_container(box)
+    with pytest.raises(errors.NotFound, match=r"CNI plugin 'no-such-plugin' not found.*containernetworking-plugins"):
+        svc.setup_network(net.request(box))
+    assert net.allocated() == [] and net.veths() == []
+    assert not os.path.exists(net.ipam_dir), "the bridge plugin never ran"
+
+
 def test_empty_conf_dir(svc: DefaultService, box: str, tmp_path: Path) -> None:
     empty = tmp_path / "empty.d"
     empty.mkdir()
     svc.start_container(box)
-    with pytest.raises(errors.NotFound, match="no CNI network config.*write_default_network_config"):
+    with pytest.raises(errors.NotFound, match=r"no CNI network config.*write_default_network_config"):
         svc.setup_network(NetworkSetupRequest(container_id=box, cni_conf_dir=str(empty)))
     assert not [p for p in mount_points() if p.startswith(str(tmp_path))]
 

@@ -1,0 +1,105 @@
+"""``make demo``: run the tutorial notebooks headlessly and show where the results are.
+
+Brings ctr-magic's private environment up (base dir ``$CTR_MAGIC_HOME``), executes
+``notebooks/01-quickstart.ipynb`` and ``notebooks/02-data-science.ipynb`` with nbclient (outputs
+kept), writes each executed notebook and an HTML rendering into ``--out``, prints their paths,
+and exits non-zero when a notebook fails (the failing cell's one-line error is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ("01-quickstart.ipynb", "02-data-science.ipynb")
+
+log = logging.getLogger("demo")
+
+
+def execute_notebook(source: Path, *, timeout: float = 1800.0) -> tuple[object, str]:
+    """Run every cell of ``source`` in a fresh kernel (cwd: its directory); returns (notebook, error)."""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(source, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",  # jupyter_client starts it with this interpreter (sys.executable)
+        resources={"metadata": {"path": str(source.parent)}},
+        record_timing=False,
+    )
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as exc:
+        return nb, _last_line(str(exc))
+    return nb, ""
+
+
+def _last_line(text: str) -> str:
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    lines = [line for line in plain.splitlines() if line.strip()]
+    return lines[-1] if lines else "cell failed"
+
+
+def write_outputs(nb: object, out_dir: Path, name: str) -> tuple[Path, Path]:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / name
+    nbformat.write(nb, executed)
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    page = executed.with_suffix(".html")
+    page.write_text(html)
+    return executed, page
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="out", help="directory for executed notebooks and HTML (default: out)")
+    parser.add_argument("--keep", action="store_true", help="leave the private environment running afterwards")
+    parser.add_argument("notebooks", nargs="*", default=list(NOTEBOOKS), help="notebooks under notebooks/")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sys.path.insert(0, str(ROOT))
+    from ctr_magic.daemon import Environment
+
+    env = Environment()  # $CTR_MAGIC_HOME, else /var/lib/ctr-magic
+    already = env.status() is not None
+    info = env.up()
+    print(f"private containerd at {info.containerd_socket}, registry {info.registry_addr} ({env.base_dir})")
+    out_dir = Path(args.out).resolve()
+    failed = []
+    try:
+        for name in args.notebooks:
+            source = ROOT / "notebooks" / name
+            started = time.monotonic()
+            nb, error = execute_notebook(source)
+            executed, page = write_outputs(nb, out_dir, name)
+            status = f"FAILED: {error}" if error else "ok"
+            print(f"{name}: {status} in {time.monotonic() - started:.0f}s")
+            print(f"  executed notebook: {executed}")
+            print(f"  HTML:              {page}")
+            if error:
+                failed.append(name)
+    finally:
+        if not already and not args.keep:
+            env.down()
+    if failed:
+        print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"open them with: make lab (JupyterLab on notebooks/), or the HTML files in {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    sys.exit(main())
