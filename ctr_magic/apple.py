@@ -84,6 +84,7 @@ class SocktainerSupervisor:
         self.socket_path = config.socket()
         self.process: Optional[subprocess.Popen[bytes]] = None
         self.restarts = 0
+        self.closed = False
         self._lock = threading.RLock()
 
     # -- health -------------------------------------------------------------------------------------
@@ -98,6 +99,9 @@ class SocktainerSupervisor:
     def ensure_running(self) -> None:
         """Called before every service call: (re)start socktainer once if it is not serving."""
         with self._lock:
+            if self.closed:
+                raise errors.Unavailable(f"this AppleService (socktainer at {self.socket_path}) was closed",
+                                         hint="connect again")
             if self.healthy():
                 return
             if self.process is not None:
@@ -193,6 +197,7 @@ class SocktainerSupervisor:
     def close(self) -> None:
         """Stop socktainer if this supervisor started it (one it found running is left alone)."""
         with self._lock:
+            self.closed = True
             self._stop_process()
 
 

@@ -130,7 +130,8 @@ class WidgetProgress:
         self._box = w.VBox([self._header])
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
-        display(_PlainText(self._box, title))
+        self._display = _PlainText(self._box, title)
+        display(self._display)
 
     def __call__(self, event: LayerProgress) -> None:
         blob = self.tracker.update(event)
@@ -150,7 +151,7 @@ class WidgetProgress:
             bar = w.IntProgress(
                 min=0, max=max(blob.total, 1), description=_short(blob.digest), layout=w.Layout(width="55%")
             )
-            bar.description_tooltip = f"{blob.digest} ({kind or 'blob'})"
+            bar.tooltip = f"{blob.digest} ({kind or 'blob'})"
             label = w.Label(value="")
             row = self._rows[blob.digest] = (bar, label)
             self._box.children = (*self._box.children, w.HBox([bar, label]))
@@ -184,6 +185,9 @@ class _PlainText:
     def __init__(self, widget: Any, text: str) -> None:
         self.widget = widget
         self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         data = dict(self.widget._repr_mimebundle_())

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the private environment running afterwards")
     parser.add_argument("notebooks", nargs="*", default=list(NOTEBOOKS), help="notebooks under notebooks/")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     sys.path.insert(0, str(ROOT))
     from ctr_magic.daemon import Environment
 

@@ -50,6 +50,7 @@ from .task_events import quote_filter
 log = logging.getLogger(__name__)
 
 _KILL_WAIT = 10.0
+_RESOLVED_CACHE_SIZE = 64
 
 
 def container_info(record: containers_pb2.Container) -> ContainerInfo:
@@ -110,31 +111,30 @@ class ContainersMixin(RuntimeBase):
         if self.container_exists(req.id):
             raise errors.AlreadyExists(f"container {req.id!r} already exists in namespace {self.namespace!r}",
                                        hint="choose another id, or delete the existing container first")
-        image = self._image_for_container(req.image_ref, snapshotter, explicit=bool(req.snapshotter))
-        return self._create(req, spec_in, image, snapshotter, key, replace_snapshot=bool(req.snapshotter))
+        image = self._image_for_container(req.image_ref, snapshotter)
+        return self._create(req, spec_in, image, snapshotter, key, explicit=bool(req.snapshotter))
 
-    def _image_for_container(self, ref: str, snapshotter: str, *, explicit: bool) -> ResolvedImage:
-        """The image, pulled when absent and unpacked when its top layer is not in *snapshotter*."""
+    def _image_for_container(self, ref: str, snapshotter: str) -> ResolvedImage:
+        """The image, pulled (and unpacked into *snapshotter*) when absent."""
         try:
-            image = self.images.resolve(ref)
+            return self._resolve_image(ref)
         except errors.NotFound:
             log.info("image %s not found: pulling it", ref)
             self._pull_for_container(ref, snapshotter)
-            image = self.images.resolve(ref)
-        parent = image.top_chain_id
-        if parent and not self._snapshot_exists(snapshotter, parent):
-            if explicit:
-                raise errors.NotFound(
-                    f"parent snapshot {parent} (top layer of {image.name}) does not exist in snapshotter "
-                    f"{snapshotter!r}",
-                    hint=f"unpack the image there: pull_image({image.name!r}, "
-                    f"PullImageOptions(snapshotter={snapshotter!r}))",
-                )
-            self._pull_for_container(image.name, snapshotter)
-            if not self._snapshot_exists(snapshotter, parent):
-                raise errors.NotFound(f"image {image.name} is not unpacked in snapshotter {snapshotter!r} "
-                                      f"(no snapshot {parent})")
-        return image
+            return self._resolve_image(ref)
+
+    def _resolve_image(self, ref: str) -> ResolvedImage:
+        """images.resolve, with manifest and config remembered per image digest (content never changes)."""
+        record = self.images.find_record(ref)
+        key = (record.name, record.target.digest)
+        cache: dict[tuple[str, str], ResolvedImage] = self.__dict__.setdefault("_ctr_resolved_images", {})
+        hit = cache.get(key)
+        if hit is None:
+            hit = self.images.resolve(record.name)
+            if len(cache) >= _RESOLVED_CACHE_SIZE:
+                cache.clear()
+            cache[(hit.name, hit.target_digest)] = hit
+        return hit
 
     def _pull_for_container(self, ref: str, snapshotter: str) -> None:
         pull = getattr(self, "pull_image", None)
@@ -190,15 +190,15 @@ class ContainersMixin(RuntimeBase):
             pass
 
     def _create(self, req: CreateContainerRequest, spec_in: ContainerSpec, image: ResolvedImage,
-                snapshotter: str, key: str, *, replace_snapshot: bool) -> ContainerInfo:
+                snapshotter: str, key: str, *, explicit: bool) -> ContainerInfo:
         undo = _Undo()
         try:
             lease = self._create_lease()
             undo.add(f"lease {lease}", lambda: self._delete_lease(lease))
-            if replace_snapshot and self._snapshot_exists(snapshotter, key):
+            if explicit and self._snapshot_exists(snapshotter, key):
                 log.info("replacing snapshot %s in %s", key, snapshotter)
                 self._remove_snapshot(snapshotter, key)
-            mounts = self._prepare_snapshot(snapshotter, key, image.top_chain_id, lease, undo)
+            mounts = self._prepare_from_image(snapshotter, key, image, lease, undo, explicit=explicit)
             rootfs = read_user_files(mounts, f"container {req.id}") if image.top_chain_id else NoRootfs()
             spec_in = self._with_host_files(req.id, spec_in, undo)
             resolv = self._write_resolv_conf(req.id, spec_in.dns, undo) if spec_in.dns else ""
@@ -211,6 +211,28 @@ class ContainersMixin(RuntimeBase):
         self._delete_lease(lease)
         log.info("created container %s from %s", req.id, image.name)
         return container_info(record)
+
+    def _prepare_from_image(self, snapshotter: str, key: str, image: ResolvedImage, lease: str, undo: _Undo, *,
+                            explicit: bool) -> list[Any]:
+        """Prepare on the image's top layer; without an explicit snapshotter, unpack the image if needed."""
+        parent = image.top_chain_id
+        try:
+            return self._prepare_snapshot(snapshotter, key, parent, lease, undo)
+        except errors.NotFound:
+            if explicit:
+                raise errors.NotFound(
+                    f"parent snapshot {parent} (top layer of {image.name}) does not exist in snapshotter "
+                    f"{snapshotter!r}",
+                    hint=f"unpack the image there: pull_image({image.name!r}, "
+                    f"PullImageOptions(snapshotter={snapshotter!r}))",
+                ) from None
+        log.info("image %s is not unpacked in %s: unpacking it", image.name, snapshotter)
+        self._pull_for_container(image.name, snapshotter)
+        try:
+            return self._prepare_snapshot(snapshotter, key, parent, lease, undo)
+        except errors.NotFound:
+            raise errors.NotFound(f"image {image.name} is not unpacked in snapshotter {snapshotter!r} "
+                                  f"(no snapshot {parent})") from None
 
     def _prepare_snapshot(self, snapshotter: str, key: str, parent: str, lease: str, undo: _Undo) -> list[Any]:
         request = snapshots_pb2.PrepareSnapshotRequest(snapshotter=snapshotter, key=key, parent=parent)
@@ -318,8 +340,7 @@ class ContainersMixin(RuntimeBase):
             if not opts.force:
                 raise errors.FailedPrecondition(
                     f"container {id!r} has a {task_pb2.Status.Name(process.status).lower()} task (pid {process.pid})",
-                    hint="stop it first (stop_container), or pass DeleteContainerOptions(force=True)",
-                )
+                    hint="stop it first (stop_container), or pass DeleteContainerOptions(force=True)")
             had_task, status = self.signal_and_wait(id, _signal.SIGKILL, _KILL_WAIT, all=True)
             if had_task and status is None:
                 raise errors.TaskStopTimeout(f"task of container {id!r} did not exit {_KILL_WAIT:.0f}s after SIGKILL")

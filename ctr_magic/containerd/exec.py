@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 #: How long cleanup waits for a killed exec to be reaped before deleting it anyway.
 _KILL_WAIT = 10.0
 _READ_BUFFER = 1 << 16
+_LOCKS_LOCK = threading.Lock()
 # Layers of wrapping around what runc said, innermost last.
 _RUNTIME_MARKERS = (
     "unable to start container process: ",
@@ -147,8 +148,9 @@ class ExecMixin(RuntimeBase):
                 tasks_pb2.WaitRequest(container_id=container_id, exec_id=run.exec_id), metadata=md)
             what = f"exec {list(req.args)!r} in container {container_id!r} failed"
             try:
-                self.client.call(self.tasks_stub.Start,
-                                 tasks_pb2.StartRequest(container_id=container_id, exec_id=run.exec_id), what=what)
+                with self._start_lock(container_id):
+                    self.client.call(self.tasks_stub.Start,
+                                     tasks_pb2.StartRequest(container_id=container_id, exec_id=run.exec_id), what=what)
             except errors.CtrError as exc:
                 run.started = False
                 raise with_runtime_reason(exc, what) from None
@@ -179,6 +181,20 @@ class ExecMixin(RuntimeBase):
                     f"{task_pb2.Status.Name(process.status).lower()}", hint="start it again (start_container)"
                 ) from None
             raise
+
+    def _start_lock(self, container_id: str) -> threading.Lock:
+        """One exec Start at a time per container.
+
+        The runc shim runs Starts one after another anyway (under its event lock), and with many
+        in flight while execs exit, containerd 1.6.20's shim deadlocks for up to a minute (its
+        exit queue fills while a Start waits for runc's exit). Queuing here costs nothing.
+        """
+        locks: dict[str, threading.Lock] = self.__dict__.setdefault("_ctr_exec_start_locks", {})
+        lock = locks.get(container_id)
+        if lock is None:
+            with _LOCKS_LOCK:
+                lock = locks.setdefault(container_id, threading.Lock())
+        return lock
 
     # -- finishing ---------------------------------------------------------------------------------
     def _wait_status(self, run: _Exec, timeout: Optional[float]) -> Optional[int]:

@@ -13,7 +13,7 @@ from typing import BinaryIO, Optional, Union
 
 from .. import errors
 from ..reference import normalize, parse_reference
-from ..registry import Descriptor, RegistryOptions
+from ..registry import ClientCache, Descriptor, RegistryOptions
 from ..types import DeleteImageOptions, ImageInfo, LayerProgress, PullImageOptions
 from ._base import ServiceBase
 from .imageinfo import image_info, record_image
@@ -35,12 +35,19 @@ class ImagesMixin(ServiceBase):
     def registry_options(self, options: RegistryOptions) -> None:
         self._registry_options = options
 
+    @property
+    def _registry_cache(self) -> ClientCache:
+        cache = getattr(self, "_registry_cache_", None)
+        if cache is None:
+            cache = self._registry_cache_ = ClientCache()
+        return cache
+
     # -- the contract ---------------------------------------------------------------------------
     def pull_image(self, ref: str, opts: Optional[PullImageOptions] = None) -> ImageInfo:
         """Pull *ref* from its registry (and unpack it unless ``opts.unpack`` is False)."""
         from .pull import pull_image
 
-        return pull_image(self.client, ref, opts, self.registry_options, self.snapshotter)
+        return pull_image(self.client, ref, opts, self.registry_options, self.snapshotter, self._registry_cache)
 
     def get_image(self, ref: str) -> ImageInfo:
         """The stored image named *ref* (exact, without ``docker.io/library/``, then by suffix)."""
@@ -76,7 +83,8 @@ class ImagesMixin(ServiceBase):
 
         record = self.images.find_record(ref)
         target = parse_reference(dest) if dest else parse_reference(record.name)
-        return push_image(self.client, record, target, self.registry_options, progress=progress)
+        return push_image(self.client, record, target, self.registry_options, progress=progress,
+                          cache=self._registry_cache)
 
     def import_image(self, source: Union[str, BinaryIO], *, name: str = "",
                      unpack: bool = True) -> list[ImageInfo]:

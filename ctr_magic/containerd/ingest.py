@@ -32,7 +32,7 @@ STAT = content_pb2.STAT
 WRITE = content_pb2.WRITE
 COMMIT = content_pb2.COMMIT
 #: Unacknowledged WRITE messages allowed on one stream.
-WINDOW = 4
+WINDOW = 2
 #: How long to wait for another writer that holds the same ref (e.g. a concurrent `ctr pull`).
 LOCK_WAIT = 600.0
 

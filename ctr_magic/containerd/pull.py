@@ -21,7 +21,16 @@ from typing import Any, Optional
 from .. import errors
 from ..platforms import Platform, format_platform, host_platform, parse_platform
 from ..reference import Reference, parse_reference
-from ..registry import Descriptor, Index, Manifest, RegistryClient, RegistryOptions, parse, select_manifest
+from ..registry import (
+    ClientCache,
+    Descriptor,
+    Index,
+    Manifest,
+    RegistryClient,
+    RegistryOptions,
+    parse,
+    select_manifest,
+)
 from ..types import ImageInfo, PullImageOptions
 from .client import ContainerdClient
 from .content import ContentStore
@@ -63,6 +72,7 @@ class PullJob:
         opts: PullImageOptions,
         registry_options: RegistryOptions,
         default_snapshotter: str,
+        cache: Optional[ClientCache] = None,
     ) -> None:
         if not ref or not ref.strip():
             raise errors.InvalidArgument("image reference is empty", hint="give a name such as busybox:latest")
@@ -73,6 +83,7 @@ class PullJob:
         self.platform: Platform = parse_platform(opts.platform) if opts.platform else host_platform()
         self.snapshotter = opts.snapshotter or default_snapshotter
         self.registry_options = registry_options
+        self.cache = cache
         self.content = ContentStore(client)
         self.reporter = ProgressReporter(self.name, opts.progress)
         self.cancel = threading.Event()
@@ -85,7 +96,7 @@ class PullJob:
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> ImageInfo:
         started = time.monotonic()
-        with RegistryClient(self.ref.registry_host, self.registry_options) as registry, \
+        with RegistryClient(self.ref.registry_host, self.registry_options, cache=self.cache) as registry, \
                 Lease(self.client, "pull") as lease:
             self.registry = registry
             self.lease = lease
@@ -256,5 +267,6 @@ def pull_image(
     opts: Optional[PullImageOptions],
     registry_options: RegistryOptions,
     default_snapshotter: str,
+    cache: Optional[ClientCache] = None,
 ) -> ImageInfo:
-    return PullJob(client, ref, opts or PullImageOptions(), registry_options, default_snapshotter).run()
+    return PullJob(client, ref, opts or PullImageOptions(), registry_options, default_snapshotter, cache).run()

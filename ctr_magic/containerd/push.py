@@ -18,7 +18,7 @@ from .. import errors
 from ..constants import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
 from ..platforms import host_platform
 from ..reference import Reference
-from ..registry import Descriptor, RegistryClient, RegistryOptions
+from ..registry import ClientCache, Descriptor, RegistryClient, RegistryOptions
 from ..registry.manifests import parse as parse_manifest
 from ..registry.manifests import select_manifest
 from ..types import LayerProgress
@@ -39,11 +39,13 @@ def iter_content(client: ContainerdClient, digest: str) -> Iterator[bytes]:
 
 class PushJob:
     def __init__(self, client: ContainerdClient, record: images_pb2.Image, target: Reference,
-                 options: RegistryOptions, progress: Optional[Callable[[LayerProgress], None]] = None) -> None:
+                 options: RegistryOptions, progress: Optional[Callable[[LayerProgress], None]] = None,
+                 cache: Optional[ClientCache] = None) -> None:
         self.client = client
         self.record = record
         self.target = target
         self.options = options
+        self.cache = cache
         self.content = ContentStore(client)
         self.reporter = ProgressReporter(str(target), progress)
         self.cancel = threading.Event()
@@ -115,7 +117,7 @@ class PushJob:
         if self.target.digest and self.target.digest != root.digest:
             raise errors.InvalidArgument(
                 f"cannot push {self.record.name} as {self.target}: the image's digest is {root.digest}")
-        with RegistryClient(self.target.registry_host, self.options) as registry:
+        with RegistryClient(self.target.registry_host, self.options, cache=self.cache) as registry:
             workers = max(1, min(len(blobs), self.options.max_concurrent_downloads))
             with ThreadPoolExecutor(workers, thread_name_prefix="ctr-magic-push") as pool:
                 futures = [pool.submit(self._push_blob, registry, blob) for blob in blobs]
@@ -145,5 +147,6 @@ class PushJob:
 
 
 def push_image(client: ContainerdClient, record: images_pb2.Image, target: Reference, options: RegistryOptions,
-               *, progress: Optional[Callable[[LayerProgress], None]] = None) -> str:
-    return PushJob(client, record, target, options, progress).run()
+               *, progress: Optional[Callable[[LayerProgress], None]] = None,
+               cache: Optional[ClientCache] = None) -> str:
+    return PushJob(client, record, target, options, progress, cache).run()

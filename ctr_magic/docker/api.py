@@ -202,13 +202,14 @@ class EngineAPI:
         tail: str = "all",
         since: int = 0,
         timestamps: bool = False,
+        timeout: Optional[float] = None,
     ) -> Iterator[tuple[int, bytes]]:
-        """``(stream, data)`` pieces of the container's log."""
+        """``(stream, data)`` pieces of the container's log (*timeout*: longest silence, None: none)."""
         params = {"follow": _flag(follow), "stdout": _flag(stdout), "stderr": _flag(stderr), "tail": tail,
                   "timestamps": _flag(timestamps)}
         if since:
             params["since"] = str(since)
-        with self.transport.stream("GET", self._path(f"/containers/{name}/logs"), params=params,
+        with self.transport.stream("GET", self._path(f"/containers/{name}/logs"), params=params, timeout=timeout,
                                    what=f"reading the log of container {name}", kind="container") as resp:
             yield from iter_frames(ChunkReader(resp.iter_raw()).recv, multiplexed=not tty)
 

@@ -197,11 +197,12 @@ class ExecProcess:
         daemon); otherwise the process runs on until it ends or the container stops.
         """
         try:
-            info = self.api.exec_inspect(self.exec_id)
-            if not info.get("Running") or not info.get("Pid"):
+            info = self._inspect_started()
+            if info is None:
                 return
             pid = int(info["Pid"])
-            init_pid = int(self.api.container_inspect(self.container_id).get("State", {}).get("Pid") or 0)
+            container = str(info.get("ContainerID") or self.container_id)
+            init_pid = int(self.api.container_inspect(container).get("State", {}).get("Pid") or 0)
             if init_pid and pid != init_pid and os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(
                 f"/proc/{init_pid}/ns/pid"
             ):
@@ -212,6 +213,19 @@ class ExecProcess:
             log.debug("could not kill exec %s on the host", self.exec_id[:12], exc_info=True)
         log.warning("exec %s in %s may keep running: the Engine API has no call to kill an exec",
                     self.exec_id[:12], self.container_id)
+
+    def _inspect_started(self) -> Optional[dict[str, Any]]:
+        """Exec inspect once the daemon recorded the pid (it may lag the first output); None if it ended."""
+        deadline = time.monotonic() + 2.0
+        delay = 0.005
+        while True:
+            info = self.api.exec_inspect(self.exec_id)
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return None
+            if info.get("Pid") or time.monotonic() >= deadline:
+                return info
+            time.sleep(delay)  # polling with a deadline: Docker records the pid after the start returns
+            delay = min(delay * 2, 0.1)
 
     def close(self) -> None:
         self.conn.close()

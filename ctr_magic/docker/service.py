@@ -27,7 +27,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, Optional
+from typing import Any, Optional
 
 from .. import errors
 from ..constants import DEFAULT_DOCKER_SOCKET, DEFAULT_STOP_TIMEOUT, ENV_DOCKER_HOST
@@ -370,41 +370,51 @@ class DockerService:
                 out.append(info)
         return sorted(out, key=lambda t: t.container_id)
 
-    def kill_task(self, container_id: str, signal: int = int(_signal.SIGTERM)) -> None:
-        """Send *signal* to the container's main process."""
+    def kill_task(self, container_id: str, signal: int = int(_signal.SIGTERM), *, all: bool = False) -> None:
+        """Send *signal* to the container's main process (``all`` is accepted for symmetry: Docker
+        signals the main process, and the others end with it)."""
         data = self._resolve(container_id)
         self.api.container_kill(data["Id"], signal_name(signal))
 
     def wait_task(self, container_id: str, timeout: Optional[float] = None) -> int:
         """Block until the container's main process exits; its exit code. Interrupted on timeout."""
         data = self._resolve(container_id)
-        return int(self.api.container_wait(data["Id"], condition="not-running", timeout=timeout).get("StatusCode", 0))
+        try:
+            result = self.api.container_wait(data["Id"], condition="not-running", timeout=timeout)
+        except errors.Interrupted:
+            raise errors.Interrupted(f"container {container_id} still running after {timeout:g}s",
+                                     hint="wait longer, or stop it") from None
+        return int(result.get("StatusCode", 0))
 
     def logs(
+        self, container_id: str, *, follow: bool = False, timeout: Optional[float] = None, tail: Optional[int] = None
+    ) -> Iterator[bytes]:
+        """Chunks of the container's log, stdout and stderr as they come (Docker keeps every log).
+
+        ``follow=True`` keeps reading until the container exits, or until no output came for
+        ``timeout`` seconds.
+        """
+        pieces = self.iter_logs(container_id, follow=follow, timeout=timeout, tail=tail)
+        return (data for _stream, data in pieces)
+
+    def iter_logs(
         self,
         container_id: str,
         *,
         follow: bool = False,
+        timeout: Optional[float] = None,
         tail: Optional[int] = None,
-        stdout: Optional[IO[Any]] = None,
-        stderr: Optional[IO[Any]] = None,
-    ) -> None:
-        """Write the container's log to *stdout*/*stderr* (default: this process's); ``follow`` streams on."""
-        out = WriterSink(stdout if stdout is not None else sys.stdout)
-        err = WriterSink(stderr if stderr is not None else sys.stderr)
-        for stream, data in self.iter_logs(container_id, follow=follow, tail=tail):
-            (err if stream == STDERR else out)(data)
-        out.finish()
-        err.finish()
-
-    def iter_logs(
-        self, container_id: str, *, follow: bool = False, tail: Optional[int] = None
     ) -> Iterator[tuple[int, bytes]]:
         """``(stream, data)`` pieces of the log: stream 1 is stdout, 2 stderr."""
-        data = self._resolve(container_id)
+        data = self._resolve(container_id)  # now, so an unknown container fails at the call
         tty = bool((data.get("Config") or {}).get("Tty"))
-        yield from self.api.container_logs(data["Id"], tty=tty, follow=follow,
-                                           tail="all" if tail is None else str(int(tail)))
+
+        def pieces() -> Iterator[tuple[int, bytes]]:
+            with contextlib.suppress(errors.Interrupted):  # the follow timeout
+                yield from self.api.container_logs(data["Id"], tty=tty, follow=follow, timeout=timeout,
+                                                   tail="all" if tail is None else str(int(tail)))
+
+        return pieces()
 
     def events(self, *, since: str = "", until: str = "", filters: Optional[dict[str, list[str]]] = None
                ) -> Iterator[dict[str, Any]]:

@@ -44,6 +44,11 @@ class Transport:
             timeout=httpx.Timeout(timeout, connect=_CONNECT_TIMEOUT),
         )
 
+    def _check_open(self) -> None:
+        if self._client.is_closed:
+            raise errors.Unavailable(f"the connection to {self.daemon} at {self.socket_path} was closed",
+                                     hint="connect again")
+
     def _timeout(self, timeout: Any) -> httpx.Timeout:
         value = self.timeout if timeout is _UNSET else timeout
         return httpx.Timeout(value, connect=_CONNECT_TIMEOUT)
@@ -61,6 +66,7 @@ class Transport:
         ok: tuple[int, ...] = (),
     ) -> httpx.Response:
         """Send one request; a status >= 400 not listed in *ok* raises the mapped CtrError."""
+        self._check_open()
         try:
             resp = self._client.request(method, path, params=params, json=body, timeout=self._timeout(timeout))
         except httpx.TimeoutException as exc:
@@ -84,6 +90,7 @@ class Transport:
         timeout: Any = None,
     ) -> Iterator[httpx.Response]:
         """A streamed response (pull progress, logs, events); no read timeout unless given."""
+        self._check_open()
         try:
             with self._client.stream(
                 method, path, params=params, json=body, timeout=self._timeout(timeout)
@@ -98,6 +105,7 @@ class Transport:
 
     def hijack(self, path: str, body: Any, *, what: str, kind: str = "") -> HijackedConnection:
         """POST *path* asking for an upgrade; return the raw two-way stream that follows."""
+        self._check_open()
         payload = b"" if body is None else json.dumps(body).encode()
         content_type = "" if body is None else "Content-Type: application/json\r\n"
         head = (

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import logging
 import re
 import secrets
 import shlex
+import signal
 from typing import Any
 
 from ..errors import CtrError, FailedPrecondition, Interrupted, InvalidArgument, NotFound
@@ -27,8 +27,6 @@ from .context import Context
 from .failure import redact
 from .parsing import argument, command
 from .streams import TextSink
-
-log = logging.getLogger(__name__)
 
 
 class CommandFailed(CtrError):
@@ -121,14 +119,22 @@ def _log_path(ctx: Context, container_id: str) -> str:
     return log_path_for(container_id) if log_path_for is not None else ""
 
 
+def _detach_network(ctx: Context, container_id: str) -> None:
+    """Undo ``--net``/``net up`` if it was done; a container without a network is left alone."""
+    has_network = getattr(ctx.service, "has_network", None)
+    if has_network is not None and not has_network(container_id):
+        return
+    from .cmd_network import remove_network
+
+    with contextlib.suppress(CtrError):
+        remove_network(ctx, container_id)
+
+
 def _discard(ctx: Context, container_id: str, *, network: bool = False) -> None:
     """Remove a container this command made (its task and network too), ignoring what is gone."""
     service = ctx.service
     if network:
-        from .cmd_network import remove_network
-
-        with contextlib.suppress(Exception):
-            remove_network(ctx, container_id)
+        _detach_network(ctx, container_id)
     with contextlib.suppress(NotFound):
         service.delete_task(container_id, DeleteTaskOptions(force=True))
     with contextlib.suppress(NotFound):
@@ -212,20 +218,40 @@ def run(ctx: Context, args: Any) -> None:
     report_exit(ctx, container_id, code, args.check)
 
 
-def _follow_until_exit(ctx: Context, container_id: str) -> int:
-    """Stream the task's log into the cell until the task exits; returns its exit code."""
+def stream_logs(ctx: Context, container_id: str, *, follow: bool) -> None:
+    """Copy the container's log into the cell as it grows.
+
+    containerd's service yields chunks; a backend whose ``logs`` writes to sys.stdout/sys.stderr
+    itself (and returns None) lands in the cell just the same.
+    """
     sink = TextSink("stdout")
     try:
-        for chunk in ctx.service.logs(container_id, follow=True):
+        chunks = ctx.service.logs(container_id, follow=follow)
+        for chunk in chunks or ():
             sink(chunk)
     finally:
         sink.close()
+
+
+def _follow_until_exit(ctx: Context, container_id: str) -> int:
+    """Stream the task's log into the cell until the task exits; returns its exit code."""
+    stream_logs(ctx, container_id, follow=True)
     return int(ctx.service.wait_task(container_id))
+
+
+def _kill_and_wait(ctx: Context, container_id: str) -> None:
+    """SIGKILL a running task and wait until it has exited (so deleting it cannot race the exit)."""
+    try:
+        task = ctx.service.get_task_info(container_id)
+    except NotFound:
+        return
+    if task.status in (TaskStatus.RUNNING, TaskStatus.PAUSED):
+        ctx.service.stop_container(container_id, StopTaskOptions(signal=signal.SIGKILL, timeout=10.0, force=True))
 
 
 def _stop_now(ctx: Context, container_id: str) -> None:
     with contextlib.suppress(CtrError):
-        ctx.service.stop_container(container_id, StopTaskOptions(signal=9, timeout=5.0, force=True))
+        ctx.service.stop_container(container_id, StopTaskOptions(signal=signal.SIGKILL, timeout=5.0, force=True))
     with contextlib.suppress(CtrError):
         ctx.service.delete_task(container_id, DeleteTaskOptions(force=True))
 
@@ -281,11 +307,9 @@ def rm(ctx: Context, args: Any) -> None:
         mounted = ctx.session.mounts.pop(container_id, None)
         if mounted is not None:
             mounted.unmount()
+        _detach_network(ctx, container_id)
         if args.force:
-            with contextlib.suppress(Exception):
-                from .cmd_network import remove_network
-
-                remove_network(ctx, container_id)
+            _kill_and_wait(ctx, container_id)
         ctx.service.delete_container(
             container_id, DeleteContainerOptions(cleanup_snapshot=not args.keep_snapshot, force=args.force)
         )
@@ -337,15 +361,11 @@ def tasks(ctx: Context, args: Any) -> Any:
 @argument("-f", "--follow", action="store_true", help="keep streaming until the task exits (stop button ends it)")
 def logs(ctx: Context, args: Any) -> None:
     """Print the log of a container started by %ctr run -d / %ctr start."""
-    sink = TextSink("stdout")
     try:
-        for chunk in ctx.service.logs(args.id, follow=args.follow):
-            sink(chunk)
+        stream_logs(ctx, args.id, follow=args.follow)
     except KeyboardInterrupt:
         if not args.follow:
             raise
-    finally:
-        sink.close()
 
 
 @command("inspect", help="details of a container (with its task) or an image", completes="container")

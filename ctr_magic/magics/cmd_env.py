@@ -13,7 +13,7 @@ from .context import Context
 from .parsing import argument, command
 
 
-@command("use", help="choose backend, socket and namespace (no arguments: show them)", needs_daemon=False)
+@command("use", help="choose backend, socket and namespace (no arguments: show them)")
 @argument("backend", nargs="?", default=None, choices=BACKENDS, help="containerd, docker or apple")
 @argument("--socket", default=None, help="daemon socket path (or tcp://host:port for containerd)")
 @argument("--namespace", "-n", default=None, help="containerd namespace")
@@ -54,7 +54,7 @@ def _environment(home: str | None, ctx: Context) -> Any:
     return Environment(home or None)
 
 
-@command("up", help="start the private containerd + registry (if not running) and use it", needs_daemon=False)
+@command("up", help="start the private containerd + registry (if not running) and use it")
 @argument("--docker", action="store_true", help="also start a private dockerd on that containerd")
 @argument("--home", default="", help="base directory (default: $CTR_MAGIC_HOME or /var/lib/ctr-magic)")
 def up(ctx: Context, args: Any) -> Any:
@@ -85,7 +85,7 @@ def up(ctx: Context, args: Any) -> Any:
     return info
 
 
-@command("down", help="stop the private environment this session started", needs_daemon=False)
+@command("down", help="stop the private environment this session started")
 @argument("--force", action="store_true", help="stop it even if it was running before this session")
 def down(ctx: Context, args: Any) -> None:
     """Stop the private containerd and registry: every task is killed and everything unmounted."""
@@ -104,7 +104,7 @@ def down(ctx: Context, args: Any) -> None:
     ctx.say(f"stopped the environment in {env.base_dir}")
 
 
-@command("status", help="the private environment and the connection", needs_daemon=False)
+@command("status", help="the private environment and the connection")
 def status(ctx: Context, args: Any) -> Any:
     """Return the running private environment's info (None when it is not running)."""
     env = _environment("", ctx)
@@ -124,7 +124,7 @@ def version(ctx: Context, args: Any) -> None:
             + (f" ({v.revision})" if getattr(v, "revision", "") else ""))
 
 
-@command("lock", help="write ctr-lock.json pinning every image the session used", needs_daemon=False)
+@command("lock", help="write ctr-lock.json pinning every image the session used")
 @argument("--show", action="store_true", help="show the lock file instead of writing it")
 @argument("--delete", action="store_true", help="delete the lock file (refs float again)")
 @argument("--replace", action="store_true", help="drop entries this session did not use")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 from typing import Any, Optional
 
 from ..errors import Interrupted, InvalidArgument
@@ -14,8 +13,6 @@ from .cmd_containers import report_exit, shown
 from .context import Context
 from .parsing import CELL_OPTIONAL, argument, command
 from .streams import Collector, TextSink, pump
-
-log = logging.getLogger(__name__)
 
 
 @command("exec", help="run a command in a running container; output streams live", cell=CELL_OPTIONAL,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from ..constants import ENV_HOME
 from ..types import NetworkSetupRequest
 from .context import Context
 from .parsing import argument, command, group_help
@@ -13,22 +11,13 @@ from .parsing import argument, command, group_help
 group_help("net", "attach containers to the CNI bridge network (net up / net down)")
 
 
-def conf_dir(ctx: Context) -> str:
-    """The CNI config dir: ``$CTR_MAGIC_HOME/cni/net.d`` (a default bridge config is written once)."""
-    from ..daemon import default_base_dir
-
-    base = os.environ.get(ENV_HOME) or str(default_base_dir())
-    path = os.path.join(base, "cni", "net.d")
-    if not os.path.isdir(path) or not any(name.endswith((".conflist", ".conf")) for name in os.listdir(path)):
-        os.makedirs(path, exist_ok=True)
-        ctx.service.write_default_network_config(path)
-    return path
-
-
 def _request(ctx: Context, container_id: str) -> NetworkSetupRequest:
+    """CNI plugins from the host (containernetworking-plugins); configs from ``%config
+    CtrMagic.cni_conf_dir``, or the backend's default bridge network when that is empty."""
     from ..daemon import cni_bin_dir
 
-    return NetworkSetupRequest(container_id=container_id, cni_bin_dir=cni_bin_dir(), cni_conf_dir=conf_dir(ctx))
+    return NetworkSetupRequest(container_id=container_id, cni_bin_dir=cni_bin_dir(),
+                               cni_conf_dir=ctx.magic.cni_conf_dir)
 
 
 def setup_network(ctx: Context, container_id: str) -> str:

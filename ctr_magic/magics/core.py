@@ -40,6 +40,9 @@ class CtrMagic(Magics, Configurable):
     ).tag(config=True)
     lock_file = Unicode("ctr-lock.json", help="lock file path, relative to the working directory").tag(config=True)
     use_lock = Bool(True, help="resolve image refs through the lock file when it exists").tag(config=True)
+    cni_conf_dir = Unicode("", help="CNI network configs for --net / net up; empty: the backend's default bridge").tag(
+        config=True
+    )
     stop_timeout = Float(10.0, help="seconds `stop` waits before it gives up (or kills with --force)").tag(
         config=True
     )

@@ -55,7 +55,6 @@ class Command:
     description: str
     arguments: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
     cell: str = CELL_NEVER
-    needs_daemon: bool = True
     completes: str = ""  # "container", "image", "mount" or "" (what the first positional names)
 
     @property
@@ -83,7 +82,6 @@ def command(
     *,
     help: str,
     cell: str = CELL_NEVER,
-    needs_daemon: bool = True,
     completes: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``func(ctx, args)`` as ``%ctr <name>``; ``name`` may be two words (``"net up"``)."""
@@ -98,7 +96,6 @@ def command(
             description=doc,
             arguments=list(func.__dict__.get("_ctr_arguments", [])),
             cell=cell,
-            needs_daemon=needs_daemon,
             completes=completes,
         )
         _PARSER_CACHE.clear()

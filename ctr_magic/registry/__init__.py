@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .auth import Challenge, RegistryAuth, parse_www_authenticate, scope_for_request
-from .client import DigestMismatch, RegistryClient
+from .client import ClientCache, DigestMismatch, RegistryClient
 from .manifests import MANIFEST_ACCEPT, Descriptor, Index, Manifest, parse, select_manifest
 from .options import Credentials, RegistryOptions, is_local_host
 from .retry import RetryPolicy
@@ -11,6 +11,7 @@ from .retry import RetryPolicy
 __all__ = [
     "MANIFEST_ACCEPT",
     "Challenge",
+    "ClientCache",
     "Credentials",
     "Descriptor",
     "DigestMismatch",

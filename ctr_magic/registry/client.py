@@ -65,17 +65,49 @@ def _ssl_context(host: str, ca_file: Optional[str]) -> ssl.SSLContext:
     return ctx
 
 
+class ClientCache:
+    """What clients of one session may share between operations: TLS contexts and probed schemes.
+
+    Credentials and tokens are not shared: every operation reads the Docker config afresh.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._contexts: dict[tuple[str, Optional[str]], ssl.SSLContext] = {}
+        self._bases: dict[str, str] = {}
+
+    def ssl_context(self, host: str, ca_file: Optional[str]) -> ssl.SSLContext:
+        with self._lock:
+            ctx = self._contexts.get((host, ca_file))
+            if ctx is None:
+                ctx = self._contexts[(host, ca_file)] = _ssl_context(host, ca_file)
+            return ctx
+
+    def base(self, host: str) -> str:
+        with self._lock:
+            return self._bases.get(host, "")
+
+    def remember_base(self, host: str, base: str) -> None:
+        with self._lock:
+            self._bases[host] = base
+
+    def forget_base(self, host: str) -> None:
+        with self._lock:
+            self._bases.pop(host, None)
+
+
 class RegistryClient:
     """Talks to one registry host (``127.0.0.1:5000``, ``registry-1.docker.io`` ...)."""
 
     def __init__(self, host: str, options: Optional[RegistryOptions] = None,
-                 retry: Optional[RetryPolicy] = None) -> None:
+                 retry: Optional[RetryPolicy] = None, cache: Optional[ClientCache] = None) -> None:
         self.host = host
         self.options = options or RegistryOptions()
         self.retry = retry or RetryPolicy(attempts=max(1, self.options.max_attempts))
+        self._cache = cache or ClientCache()
         local = is_local_host(host)
         self._http = httpx.Client(
-            verify=_ssl_context(host, self.options.ca_file),
+            verify=self._cache.ssl_context(host, self.options.ca_file),
             timeout=httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout),
             headers={"User-Agent": USER_AGENT},
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
@@ -100,7 +132,7 @@ class RegistryClient:
     def _token_client(self) -> httpx.Client:
         if self._token_http is None:
             self._token_http = httpx.Client(
-                verify=_ssl_context(self.host, self.options.ca_file),
+                verify=self._cache.ssl_context(self.host, self.options.ca_file),
                 timeout=httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout),
                 headers={"User-Agent": USER_AGENT},
                 follow_redirects=True,
@@ -123,8 +155,25 @@ class RegistryClient:
         """``https://host`` (or ``http://host`` where allowed and TLS is not spoken), probed once."""
         with self._base_lock:
             if not self._base:
-                self._base = self._probe()
+                known = self._cache.base(self.host)
+                if known and self._still_speaks(known):
+                    self._base = known
+                else:
+                    self._base = self._probe()
+                    self._cache.remember_base(self.host, self._base)
             return self._base
+
+    def _still_speaks(self, base: str) -> bool:
+        """A quick ``/v2/`` check on a scheme learnt earlier (it also learns the auth challenge)."""
+        try:
+            response = self._http.get(f"{base}/v2/")
+        except httpx.TransportError:
+            self._cache.forget_base(self.host)
+            return False
+        with closing(response):
+            if response.status_code == 401:
+                self.auth.learn(parse_www_authenticate(response.headers.get_list("www-authenticate")))
+            return response.status_code in (200, 401, 404)
 
     def _probe(self) -> str:
         """``GET /v2/`` over HTTPS, then plain HTTP where allowed; learn the auth challenge on the way."""
@@ -315,7 +364,7 @@ class RegistryClient:
                 self.raise_for_status(response, what)
                 skip = position if (position and response.status_code == 200) else 0
                 try:
-                    for chunk in response.iter_raw(chunk_size):
+                    for chunk in _gather(response.iter_raw(), chunk_size):
                         if cancel is not None and cancel.is_set():
                             raise errors.Interrupted(f"{what}: cancelled")
                         if skip:
@@ -412,6 +461,20 @@ def _not_found_message(ref: Reference, reference: str, codes: set[str], tags: Op
         return f"image {shown} not found: repository {ref.path!r} has no manifest {reference}"
     known = ", ".join(tags[:8]) + (", ..." if len(tags) > 8 else "") if tags else "none"
     return f"image {shown} not found: repository {ref.path!r} has no tag {reference!r} (tags: {known})"
+
+
+def _gather(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """Join the network's small reads into chunks of at least *size* bytes (one copy each)."""
+    parts: list[bytes] = []
+    pending = 0
+    for piece in pieces:
+        parts.append(piece)
+        pending += len(piece)
+        if pending >= size:
+            yield parts[0] if len(parts) == 1 else b"".join(parts)
+            parts, pending = [], 0
+    if parts:
+        yield b"".join(parts)
 
 
 def _describe(exc: Optional[BaseException]) -> str:

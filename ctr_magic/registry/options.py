@@ -62,7 +62,7 @@ class RegistryOptions:
     read_timeout: float = 60.0
     max_attempts: int = 4  # per request, for transient failures
     max_concurrent_downloads: int = 4
-    chunk_size: int = 1 << 20
+    chunk_size: int = 4 << 20  # bytes per Content.Write message: bigger messages cost containerd less CPU
 
     @classmethod
     def from_env(cls) -> RegistryOptions:

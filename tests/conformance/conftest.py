@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from ctr_magic import capabilities, errors
-from ctr_magic.daemon import Environment, EnvironmentInfo, find_binary
+from ctr_magic.daemon import Environment, EnvironmentInfo, find_binary, unmount_all
 from ctr_magic.imagebuild import busybox_path, publish_test_images
 from ctr_magic.types import (
     ContainerSpec,
@@ -140,10 +140,11 @@ def backend(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Backend]:
     name = request.param
+    home = tmp_path_factory.mktemp(f"{name}-home")
     with pytest.MonkeyPatch.context() as mp:
         # The stand-in socktainer runs its dockerd on the environment's containerd.
         mp.setenv("FAKE_SOCKTAINER_CONTAINERD", conformance_env.containerd_socket)
-        service = _connect(name, conformance_env, tmp_path_factory.mktemp(f"{name}-home"))
+        service = _connect(name, conformance_env, home)
         be = Backend(name, service, conformance_images)
         try:
             yield be
@@ -153,6 +154,7 @@ def backend(
                     be.remove(cid)
             finally:
                 service.close()
+                unmount_all([home])  # what the stand-in's dockerd may have left mounted
 
 
 @pytest.fixture

@@ -177,19 +177,22 @@ def test_logs_wait_and_exit_code(svc: DockerService, made: list[str], test_image
     cid = _create(svc, made, test_images["busybox"], ["sh", "-c", "echo out-line; echo err-line >&2; exit 4"])
     svc.start_container(cid)
     assert svc.wait_task(cid, timeout=30) == 4
-    out, err = io.StringIO(), io.StringIO()
-    svc.logs(cid, stdout=out, stderr=err)
-    assert out.getvalue() == "out-line\n"
-    assert err.getvalue() == "err-line\n"
-    assert list(svc.iter_logs(cid, tail=1))  # the last line only
+    assert sorted(b"".join(svc.logs(cid)).splitlines()) == [b"err-line", b"out-line"]
+    pieces = list(svc.iter_logs(cid))
+    assert b"".join(d for s, d in pieces if s == 1) == b"out-line\n"
+    assert b"".join(d for s, d in pieces if s == 2) == b"err-line\n"
+    assert len(b"".join(svc.logs(cid, tail=1)).splitlines()) == 1
+    with pytest.raises(errors.NotFound):
+        svc.logs("dk-never-created")
     assert svc.get_task_info(cid).exit_code == 4
 
 
 def test_kill_task_and_wait_timeout(svc: DockerService, made: list[str], test_images: dict[str, str]) -> None:
     cid = _create(svc, made, test_images["busybox"], ["sleep", "3600"])
     svc.start_container(cid)
-    with pytest.raises(errors.Interrupted):
+    with pytest.raises(errors.Interrupted, match="still running"):
         svc.wait_task(cid, timeout=0.3)
+    assert list(svc.logs(cid, follow=True, timeout=0.3)) == []  # silent: the follow ends after the timeout
     svc.kill_task(cid, 9)
     assert svc.wait_task(cid, timeout=30) == 137
 

@@ -138,6 +138,21 @@ def test_run_output_arrives_before_the_container_exits(shell: Any, service: Any,
     assert "waiting\nreleased\n" in out, out
 
 
+def test_run_interrupt_kills_and_removes(shell: Any, service: Any, test_images: dict[str, str]) -> None:
+    import _thread
+
+    def on_write(text: str) -> None:
+        if "running" in text:
+            _thread.interrupt_main()
+
+    result, out, _ = run(shell, f"%ctr run --rm --name fg-int {test_images['busybox']} -- sh -c 'echo running; "
+                                "exec sleep 77'", stdout=Tee(on_write))  # fmt: skip
+    line = one_line_failure(result, out.replace("running\n", ""), Interrupted)
+    assert "interrupted: killed fg-int and removed it" in line
+    assert "fg-int" not in {c.id for c in service.list_containers()}
+    assert "fg-int" not in {t.container_id for t in service.list_tasks()}
+
+
 @pytest.fixture
 def box(shell: Any, test_images: dict[str, str]) -> str:
     ok(shell, f"%ctr run -d --name box-{os.getpid()} {test_images['busybox']} -- sh -c 'echo booted; sleep 600'")
@@ -198,7 +213,7 @@ def test_exec_interrupt_kills_the_process(shell: Any, service: Any, box: str) ->
     procs = ok(shell, f"%ctr exec {box} -- ps")
     assert "sleep 77" not in procs
     tasks = service.list_tasks()
-    assert [t for t in tasks if t.container_id == box][0].status.name == "RUNNING"
+    assert next(t for t in tasks if t.container_id == box).status.name == "RUNNING"
 
 
 def test_ps_tasks_logs_inspect_stop_rm(shell: Any, box: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from ctr_magic.magics.streams import Collector, TextSink, pump
 from ctr_magic.types import LayerProgress
-from ctr_magic.widgets import NullProgress, TextProgress, progress_display
+from ctr_magic.widgets import NullProgress, TextProgress, WidgetProgress, progress_display
 
 
 def test_pump_reads_fds_and_iterators_until_eof() -> None:
@@ -73,3 +73,27 @@ def test_progress_modes() -> None:
     assert isinstance(progress_display("auto", "t", shell=None), TextProgress)
     assert isinstance(progress_display("text", "t"), TextProgress)
     assert sys.stderr is not None
+
+
+def test_text_progress_without_a_terminal_writes_only_the_final_line() -> None:
+    out = io.StringIO()
+    progress = TextProgress("push y", stream=out, live=False)
+    progress(LayerProgress("y", "sha256:a", "layer", 0, 10, "uploading"))
+    progress(LayerProgress("y", "sha256:a", "layer", 10, 10, "done"))
+    progress.finish()
+    assert out.getvalue() == "\rpush y: 1/1 blobs, 10 B of 10 B\n"
+
+
+def test_widget_progress_bars_per_layer(capsys: pytest.CaptureFixture[str]) -> None:
+    progress = WidgetProgress("pull z")  # outside a kernel it displays its plain-text fallback
+    assert "pull z" in capsys.readouterr().out
+    layer = "application/vnd.oci.image.layer.v1.tar+gzip"
+    progress(LayerProgress("z", "sha256:" + "a" * 64, layer, 10, 100, "downloading"))
+    progress(LayerProgress("z", "sha256:" + "b" * 64, layer, 0, 50, "exists"))
+    progress(LayerProgress("z", "sha256:" + "a" * 64, layer, 100, 100, "unpacked"))
+    progress.finish()
+    rows = {bar.description: (bar.value, bar.max, bar.bar_style, label.value) for bar, label in progress._rows.values()}
+    assert rows == {"a" * 12: (100, 100, "success", "unpacked 100 B"), "b" * 12: (50, 50, "success", "exists 50 B")}
+    assert progress._header.value == "<b>pull z</b>: 2/2 blobs, 150 B of 150 B"
+    bundle = progress._display._repr_mimebundle_()
+    assert bundle["text/plain"] == "pull z" and "application/vnd.jupyter.widget-view+json" in bundle

@@ -39,7 +39,7 @@ def _index(*entries: dict[str, object], media_type: str = MEDIA_OCI_INDEX) -> In
 def test_accept_header_lists_index_and_manifest_types_but_not_schema1() -> None:
     for media_type in (MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST, MEDIA_DOCKER_MANIFEST_LIST):
         assert media_type in MANIFEST_ACCEPT
-    assert "manifest.v1" not in MANIFEST_ACCEPT
+    assert "distribution.manifest.v1" not in MANIFEST_ACCEPT
 
 
 @pytest.mark.parametrize(
