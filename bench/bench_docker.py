@@ -32,7 +32,7 @@ from .runner import Comparison, interleave
 LATENCY_CALLS = 60
 THROUGHPUT_RUNS = 3
 THROUGHPUT_BYTES = 256 << 20
-LIFECYCLE_RUNS = 10
+LIFECYCLE_RUNS = 20
 PULL_RUNS = 5
 
 

@@ -4,6 +4,9 @@ Brings ctr-magic's private environment up (base dir ``$CTR_MAGIC_HOME``), execut
 ``notebooks/01-quickstart.ipynb`` and ``notebooks/02-data-science.ipynb`` with nbclient (outputs
 kept), writes each executed notebook and an HTML rendering into ``--out``, prints their paths,
 and exits non-zero when a notebook fails (the failing cell's one-line error is printed).
+
+``--update-notebooks`` instead re-executes every notebook in place: the stored outputs are what
+nbval compares against in ``make test`` (widget state and timings are left out).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ("01-quickstart.ipynb", "02-data-science.ipynb")
+ALL_NOTEBOOKS = (*NOTEBOOKS, "03-snapshots-and-reproducibility.ipynb")
 
 log = logging.getLogger("demo")
 
@@ -62,12 +66,26 @@ def write_outputs(nb: object, out_dir: Path, name: str) -> tuple[Path, Path]:
     return executed, page
 
 
+def update_in_place(nb: object, path: Path) -> None:
+    """Store ``nb`` as the reference for nbval, without volatile metadata."""
+    import nbformat
+
+    nb.metadata.pop("widgets", None)  # type: ignore[attr-defined]
+    for cell in nb.cells:  # type: ignore[attr-defined]
+        cell.metadata.pop("execution", None)
+    nbformat.write(nb, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out", help="directory for executed notebooks and HTML (default: out)")
     parser.add_argument("--keep", action="store_true", help="leave the private environment running afterwards")
-    parser.add_argument("notebooks", nargs="*", default=list(NOTEBOOKS), help="notebooks under notebooks/")
+    parser.add_argument("--update-notebooks", action="store_true",
+                        help="re-execute the notebooks in place (the outputs nbval compares against)")
+    parser.add_argument("notebooks", nargs="*", help="notebooks under notebooks/ (default: 01 and 02; all three "
+                                                     "with --update-notebooks)")
     args = parser.parse_args(argv)
+    names = args.notebooks or list(ALL_NOTEBOOKS if args.update_notebooks else NOTEBOOKS)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     sys.path.insert(0, str(ROOT))
     from ctr_magic.daemon import Environment
@@ -79,24 +97,30 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out).resolve()
     failed = []
     try:
-        for name in args.notebooks:
+        for name in names:
             source = ROOT / "notebooks" / name
             started = time.monotonic()
             nb, error = execute_notebook(source)
-            executed, page = write_outputs(nb, out_dir, name)
             status = f"FAILED: {error}" if error else "ok"
             print(f"{name}: {status} in {time.monotonic() - started:.0f}s")
-            print(f"  executed notebook: {executed}")
-            print(f"  HTML:              {page}")
             if error:
                 failed.append(name)
+            if args.update_notebooks:
+                if not error:
+                    update_in_place(nb, source)
+                    print(f"  updated {source}")
+                continue
+            executed, page = write_outputs(nb, out_dir, name)
+            print(f"  executed notebook: {executed}")
+            print(f"  HTML:              {page}")
     finally:
         if not already and not args.keep:
             env.down()
     if failed:
         print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
-    print(f"open them with: make lab (JupyterLab on notebooks/), or the HTML files in {out_dir}")
+    if not args.update_notebooks:
+        print(f"open them with: make lab (JupyterLab on notebooks/), or the HTML files in {out_dir}")
     return 0
 
 

@@ -209,6 +209,14 @@ def _label_tree(client: ContainerdClient, content: ContentStore, desc: Descripto
             _label_tree(client, content, child)
 
 
+def _first_bytes(client: ContainerdClient, digest: str) -> bytes:
+    """The first bytes of a stored blob (for a blob the tar did not stream because it was stored)."""
+    stub = client.stub(content_pb2_grpc.ContentStub)
+    chunks = client.stream(stub.Read, content_pb2.ReadContentRequest(digest=digest, offset=0, size=8),
+                           what=f"reading content {digest}")
+    return b"".join(chunk.data for chunk in chunks)
+
+
 def _docker_manifests(client: ContainerdClient, archive: _Archive, lease: str,
                       base: str) -> list[tuple[str, Descriptor]]:
     entries = _json(archive.metadata["manifest.json"], "manifest.json")
@@ -226,7 +234,8 @@ def _docker_manifests(client: ContainerdClient, archive: _Archive, lease: str,
             if path not in archive.blobs:
                 raise errors.InvalidArgument(f"image archive: layer {path!r} named in manifest.json is missing")
             blob = archive.blobs[path]
-            gzipped = archive.magic.get(path, b"").startswith(b"\x1f\x8b")
+            magic = archive.magic.get(path) or _first_bytes(client, blob.digest)
+            gzipped = magic.startswith(b"\x1f\x8b")
             media_type = MEDIA_DOCKER_LAYER_GZIP if gzipped else MEDIA_DOCKER_LAYER
             layers.append(Descriptor(media_type, blob.digest, blob.size))
         config_desc = Descriptor(MEDIA_DOCKER_CONFIG, config.digest, config.size)

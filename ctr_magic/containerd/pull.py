@@ -11,6 +11,7 @@ content store (unreferenced, so GC may collect them) and a rerun reuses whatever
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -19,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Optional
 
 from .. import errors
+from ..constants import CONFIG_MEDIA_TYPES
 from ..platforms import Platform, format_platform, host_platform, parse_platform
 from ..reference import Reference, parse_reference
 from ..registry import (
@@ -55,8 +57,10 @@ def merge_blob_labels(content: ContentStore, digest: str, labels: dict[str, str]
     wanted = dict(labels)
     key = distribution_source_key(domain)
     if key in wanted:
+        merged = existing.get(key, "")
         for repo in wanted[key].split(","):
-            wanted[key] = merge_sources(existing.get(key, ""), repo)
+            merged = merge_sources(merged, repo)
+        wanted[key] = merged
     changed = {k: v for k, v in wanted.items() if existing.get(k) != v}
     if changed:
         content.set_labels(digest, changed)
@@ -91,7 +95,10 @@ class PullJob:
         self._writers_lock = threading.Lock()
         self._unpacker: Optional[Unpacker] = None
         self._futures: list[Future[Any]] = []
-        self._deadline = time.monotonic() + opts.timeout if getattr(opts, "timeout", None) else None
+        self._pools: tuple[ThreadPoolExecutor, ...] = ()
+        self.registry: RegistryClient  # set by run() for the duration of the pull
+        self.lease: Lease
+        self._deadline = time.monotonic() + opts.timeout if opts.timeout else None
 
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> ImageInfo:
@@ -104,6 +111,8 @@ class PullJob:
                 info = self._pull()
             except BaseException as exc:
                 self._stop_workers()
+                with contextlib.suppress(BaseException):
+                    self.reporter.pump()  # let the caller see which blobs ended in "error"
                 log.info("pull of %s failed after %.2fs: %s", self.name, time.monotonic() - started,
                          type(exc).__name__)
                 raise
@@ -127,6 +136,9 @@ class PullJob:
         if not isinstance(doc, Manifest):
             raise errors.NotSupported(f"{what}: nested indexes are not supported")
         manifest = doc
+        if manifest.config.media_type not in CONFIG_MEDIA_TYPES:
+            raise errors.NotSupported(f"{what} is not a container image (config type {manifest.config.media_type!r})",
+                                      hint="pull artifacts like this with an OCI artifact tool such as oras")
         config_raw = self.registry.read_blob(self.ref.path, manifest.config, cancel=self.cancel)
         try:
             config = json.loads(config_raw)
@@ -252,7 +264,7 @@ class PullJob:
             self._unpacker.cancel()
         if self._futures:
             wait(self._futures, timeout=WORKER_STOP_TIMEOUT)
-        for pool in getattr(self, "_pools", ()):
+        for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
         with self._writers_lock:
             writers = list(self._writers)

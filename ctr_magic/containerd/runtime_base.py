@@ -111,7 +111,7 @@ class RuntimeBase(ServiceBase):
         return resp.container
 
     # -- spec cache --------------------------------------------------------------------------------
-    def _spec_cache(self) -> dict[str, tuple[str, dict[str, Any]]]:
+    def _spec_cache(self) -> dict[str, dict[str, Any]]:
         cache = self.__dict__.get("_ctr_spec_cache")
         if cache is None:
             with _CACHE_INIT_LOCK:
@@ -126,19 +126,18 @@ class RuntimeBase(ServiceBase):
         except ValueError:
             log.warning("container %s has a spec that is not JSON (type %s)", container.id, container.spec.type_url)
             return
-        stamp = container.updated_at.SerializeToString()
-        self._spec_cache()[container.id] = (stamp.hex(), spec)
+        self._spec_cache()[container.id] = spec
 
     def container_spec(self, container_id: str) -> dict[str, Any]:
         """The container's stored OCI spec (cached; the cache is dropped when ctr-magic changes it)."""
-        hit: Optional[tuple[str, dict[str, Any]]] = self._spec_cache().get(container_id)
-        if hit is None:
+        spec = self._spec_cache().get(container_id)
+        if spec is None:
             record = self.container_record(container_id)
-            hit = self._spec_cache().get(container_id)
-            if hit is None:
+            spec = self._spec_cache().get(container_id)
+            if spec is None:
                 raise errors.FailedPrecondition(
                     f"container {container_id!r} has no OCI spec (type {record.spec.type_url!r})")
-        return hit[1]
+        return spec
 
     def forget_spec(self, container_id: str) -> None:
         self._spec_cache().pop(container_id, None)

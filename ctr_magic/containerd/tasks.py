@@ -100,16 +100,19 @@ class TasksMixin(RuntimeBase):
             raise errors.InvalidArgument("start_container: use_stdio and log_path exclude each other",
                                          hint="choose one place for the output")
         record = self.container_record(container_id)
+        # runc needs the task's terminal flag to match the spec: a container created with tty=True
+        # always gets one; asking for one at start turns it on in the spec.
+        terminal = opts.terminal or self._spec_has_terminal(record)
         if opts.terminal:
             self._ensure_terminal_spec(record)
         rootfs = self._rootfs_mounts(record)
         fifos: Optional[FifoSet] = None
         log_copy: Optional[str] = None
-        request = tasks_pb2.CreateTaskRequest(container_id=container_id, rootfs=rootfs, terminal=opts.terminal)
+        request = tasks_pb2.CreateTaskRequest(container_id=container_id, rootfs=rootfs, terminal=terminal)
         if opts.log_path:
             path = os.path.abspath(opts.log_path)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            if opts.terminal:
+            if terminal:
                 # The shim cannot send a console to a file:// URI: copy it from here instead.
                 fifos = FifoSet(opts.fifo_dir, stdout=True, stderr=False)
                 request.stdout = fifos.stdout_path
@@ -119,27 +122,50 @@ class TasksMixin(RuntimeBase):
             if record.labels.get(LABEL_LOG_PATH) != path:
                 self.update_container_labels(container_id, {LABEL_LOG_PATH: path})
         elif opts.use_stdio:
-            fifos = FifoSet(opts.fifo_dir, stdout=True, stderr=not opts.terminal)
+            fifos = FifoSet(opts.fifo_dir, stdout=True, stderr=not terminal)
             request.stdout = fifos.stdout_path
             request.stderr = fifos.stderr_path
+        elif terminal:
+            request.stdout = os.devnull  # the shim's console copy needs a destination
+        started = False
         try:
-            self._create_task(request)
+            try:
+                self._create_task(request)
+            except errors.FailedPrecondition:
+                raise  # running already: that task is not ours to remove
+            except BaseException:
+                self._discard_task(container_id)  # an interrupted Create may still have made it
+                raise
             what = f"cannot start container {container_id!r}"
             try:
                 self.client.call(self.tasks_stub.Start, tasks_pb2.StartRequest(container_id=container_id), what=what)
-            except errors.CtrError as exc:
-                self.remove_task(container_id)
-                raise with_runtime_reason(exc, what) from None
-        except BaseException:
-            if fifos is not None:
+            except BaseException as exc:
+                self._discard_task(container_id)
+                if isinstance(exc, errors.CtrError):
+                    raise with_runtime_reason(exc, what) from None
+                raise
+            started = True
+        finally:
+            if fifos is not None and not started:
                 fifos.close()
-            raise
         if log_copy is not None and fifos is not None:
             write, close = append_to_file(log_copy)
             copy_in_background(fifos, {"stdout": write}, name=container_id, on_done=close)
         elif fifos is not None:
             copy_in_background(fifos, caller_stdio(), name=container_id)
         log.info("started container %s", container_id)
+
+    def _discard_task(self, container_id: str) -> None:
+        """Remove a task we made but could not start (or were interrupted starting): nothing stays."""
+        try:
+            process = self.task_process(container_id)
+            if process is None:
+                return
+            if process.status not in (task_pb2.STOPPED, task_pb2.CREATED):
+                self.signal_and_wait(container_id, _signal.SIGKILL, _KILL_WAIT, all=True)
+            self.remove_task(container_id)
+        except Exception:
+            log.warning("could not remove the task of %s after a failed start", container_id, exc_info=True)
 
     def _rootfs_mounts(self, record: containers_pb2.Container) -> list[Any]:
         if not record.snapshot_key:
@@ -150,8 +176,15 @@ class TasksMixin(RuntimeBase):
             what=f"rootfs of container {record.id} (snapshot {record.snapshot_key} in {record.snapshotter})")
         return list(resp.mounts)
 
+    @staticmethod
+    def _spec_has_terminal(record: containers_pb2.Container) -> bool:
+        try:
+            return bool(json.loads(record.spec.value).get("process", {}).get("terminal"))
+        except ValueError:
+            return False
+
     def _ensure_terminal_spec(self, record: containers_pb2.Container) -> None:
-        """runc needs process.terminal in the spec to match the task's terminal flag."""
+        """Turn on process.terminal in the stored spec (runc needs it to match the task's flag)."""
         spec = json.loads(record.spec.value)
         process = spec.setdefault("process", {})
         if process.get("terminal"):
@@ -221,8 +254,10 @@ class TasksMixin(RuntimeBase):
     def wait_task(self, container_id: str, timeout: Optional[float] = None) -> int:
         """Block until the task exits (an Events subscription, no polling); returns its exit code."""
         check_id(container_id)
+        if (process := self._require_task(container_id)).status == task_pb2.STOPPED:
+            return process.exit_status  # exited already: no need to watch
         with ExitWatcher(self.client, container_id) as watcher:
-            process = self._require_task(container_id)
+            process = self._require_task(container_id)  # it may have exited before the watch began
             if process.status == task_pb2.STOPPED:
                 return process.exit_status
             status = watcher.wait(timeout)

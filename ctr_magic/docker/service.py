@@ -2,9 +2,9 @@
 
 Mapping decisions (the capability table in ``ctr_magic.capabilities`` lists what differs):
 
-* A contract container id is Docker's container *name*. Every call first resolves the name with
-  inspect and then acts on the full Docker id, so a name never silently matches another
-  container's id prefix (Docker's own lookup falls back to id prefixes).
+* A contract container id is Docker's container *name*. Docker's own lookup falls back to id
+  prefixes, so a name made only of hex digits is resolved with inspect first and the call acts on
+  the full id: a name never silently matches another container's id prefix.
 * ``ContainerSpec.cmd`` replaces the image's whole command line, as on containerd and in the
   reference's Apple backend: its first element becomes the Entrypoint, the rest the Cmd.
 * A container's "task" is its state: there is no task object to delete, so ``delete_task`` only
@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 
 # Docker's container name rule.
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
+_HEX = re.compile(r"[0-9a-f]+\Z")
 _LIVE = (TaskStatus.RUNNING, TaskStatus.PAUSED)
 _KILL_WAIT = 30.0  # how long to wait for the exit after SIGKILL
 _SIZE_SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -220,6 +221,17 @@ class DockerService:
                                   hint="list_containers() (or `%ctr ps -a`) shows the containers that exist")
         return data
 
+    def _target(self, container_id: str) -> str:
+        """What to put in a container URL path for *container_id*, without a round trip when safe.
+
+        Docker looks a path up as full id, then exact name, then id prefix. A name with a character
+        that is not a hex digit can only match as that exact name; a hex-only one is resolved first.
+        """
+        _require(container_id, "container id")
+        if _HEX.match(container_id):
+            return str(self._resolve(container_id)["Id"])
+        return container_id
+
     def create_container(self, req: CreateContainerRequest) -> ContainerInfo:
         _require(req.id, "container id", "give the container a name")
         _require(req.image_ref, f"image reference of container {req.id}", "give an image such as busybox:latest")
@@ -233,10 +245,12 @@ class DockerService:
             log.debug("container %s: Docker chooses its own storage; snapshotter/snapshot_id ignored", req.id)
         body = self._create_body(req, image)
         try:
-            self.api.image_inspect(image)
-        except errors.NotFound:
-            self.pull_image(image)
-        self.api.container_create(req.id, body)
+            self.api.container_create(req.id, body)
+        except errors.NotFound as exc:
+            if "image" not in str(exc).lower():
+                raise
+            self.pull_image(image)  # as on containerd: an absent image is pulled first
+            self.api.container_create(req.id, body)
         return container_info(self.api.container_inspect(req.id))
 
     def _create_body(self, req: CreateContainerRequest, image: str) -> dict[str, Any]:
@@ -289,28 +303,33 @@ class DockerService:
 
     def delete_container(self, id: str, opts: Optional[DeleteContainerOptions] = None) -> None:
         opts = opts or DeleteContainerOptions()
-        data = self._resolve(id)
-        if not opts.force and task_status(data.get("State")) in _LIVE:
+        try:
+            self.api.container_remove(self._target(id), force=opts.force, volumes=opts.cleanup_snapshot)
+        except errors.FailedPrecondition as exc:
+            if "running" not in str(exc).lower():
+                raise
             raise errors.FailedPrecondition(
                 f"container {id} is running", hint="stop it first, or delete with force=True"
-            )
-        self.api.container_remove(data["Id"], force=opts.force, volumes=opts.cleanup_snapshot)
+            ) from None
 
     # -- tasks --------------------------------------------------------------------------------------
     def start_container(self, container_id: str, opts: Optional[StartTaskOptions] = None) -> None:
         opts = opts or StartTaskOptions()
-        data = self._resolve(container_id)
-        tty = bool((data.get("Config") or {}).get("Tty"))
-        if opts.terminal and not tty:
-            raise errors.InvalidArgument(
-                f"container {container_id} was created without a terminal",
-                hint="create it with spec.tty=True to start it with terminal=True",
-            )
+        target = self._target(container_id)
         if opts.log_path:
             log.debug("container %s: Docker keeps the log itself (logs() reads it)", container_id)
-        if opts.use_stdio:
-            _attach_stdio(self.api, data["Id"], container_id, tty)
-        self.api.container_start(data["Id"])
+        if opts.terminal or opts.use_stdio:
+            data = self._resolve(container_id)
+            target = data["Id"]
+            tty = bool((data.get("Config") or {}).get("Tty"))
+            if opts.terminal and not tty:
+                raise errors.InvalidArgument(
+                    f"container {container_id} was created without a terminal",
+                    hint="create it with spec.tty=True to start it with terminal=True",
+                )
+            if opts.use_stdio:
+                _attach_stdio(self.api, target, container_id, tty)
+        self.api.container_start(target)
 
     def stop_container(self, container_id: str, opts: Optional[StopTaskOptions] = None) -> None:
         opts = opts or StopTaskOptions()
@@ -373,14 +392,13 @@ class DockerService:
     def kill_task(self, container_id: str, signal: int = int(_signal.SIGTERM), *, all: bool = False) -> None:
         """Send *signal* to the container's main process (``all`` is accepted for symmetry: Docker
         signals the main process, and the others end with it)."""
-        data = self._resolve(container_id)
-        self.api.container_kill(data["Id"], signal_name(signal))
+        self.api.container_kill(self._target(container_id), signal_name(signal))
 
     def wait_task(self, container_id: str, timeout: Optional[float] = None) -> int:
         """Block until the container's main process exits; its exit code. Interrupted on timeout."""
-        data = self._resolve(container_id)
+        target = self._target(container_id)
         try:
-            result = self.api.container_wait(data["Id"], condition="not-running", timeout=timeout)
+            result = self.api.container_wait(target, condition="not-running", timeout=timeout)
         except errors.Interrupted:
             raise errors.Interrupted(f"container {container_id} still running after {timeout:g}s",
                                      hint="wait longer, or stop it") from None
@@ -427,10 +445,7 @@ class DockerService:
         if not req.args or not str(req.args[0]).strip():
             raise errors.InvalidArgument(f"exec in container {container_id}: args are empty",
                                          hint="give the command to run, e.g. ['sh', '-c', 'echo hi']")
-        data = self._resolve(container_id)
-        if task_status(data.get("State")) != TaskStatus.RUNNING:
-            raise errors.FailedPrecondition(f"container {container_id} is not running",
-                                            hint="start it first (start_container)")
+        target = self._target(container_id)
         body: dict[str, Any] = {
             "Cmd": [str(a) for a in req.args],
             "AttachStdin": attach_stdin,
@@ -444,7 +459,12 @@ class DockerService:
             body["WorkingDir"] = req.work_dir
         if req.user:
             body["User"] = req.user
-        exec_id = self.api.exec_create(data["Id"], body)
+        try:
+            exec_id = self.api.exec_create(target, body)
+        except errors.FailedPrecondition as exc:  # not running, or paused
+            detail = exc.message.rsplit(": ", 1)[-1]
+            raise errors.FailedPrecondition(f"exec in container {container_id}: {detail}",
+                                            hint="start it first (start_container)") from None
         conn = self.api.exec_start(exec_id, tty=bool(req.terminal))
         return ExecProcess(self.api, container_id, exec_id, conn, tty=bool(req.terminal), args=list(body["Cmd"]),
                            exit_deadline=self.exec_exit_deadline, hang_grace=self.exec_hang_grace)
@@ -461,6 +481,9 @@ class DockerService:
                 feeder.start()
             process.pump(out, err)
             if isinstance(process.error, KeyboardInterrupt):
+                raise process.error
+            if process.error is not None:  # the caller's writer failed: nobody reads the rest
+                process.kill()
                 raise process.error
             out.finish()
             err.finish()

@@ -12,7 +12,6 @@ from . import parsing
 log = logging.getLogger(__name__)
 
 _CACHE_SECONDS = 2.0
-_cache: dict[tuple[int, str], tuple[float, list[str]]] = {}
 
 
 def _words(text: str) -> list[str]:
@@ -40,8 +39,8 @@ def _magic(shell: Any) -> Any:
 
 def _names(magic: Any, kind: str) -> list[str]:
     """Container ids or image names from the daemon (cached briefly; [] when it does not answer)."""
-    key = (id(magic), kind)
-    hit = _cache.get(key)
+    cache = magic.session.completion_cache
+    hit = cache.get(kind)
     now = time.monotonic()
     if hit is not None and now - hit[0] < _CACHE_SECONDS:
         return hit[1]
@@ -57,7 +56,7 @@ def _names(magic: Any, kind: str) -> list[str]:
                 names = sorted(i.name for i in service.list_images())
     except Exception:  # completion must never raise or print
         log.debug("completion lookup of %s failed", kind, exc_info=True)
-    _cache[key] = (now, names)
+    cache[kind] = (now, names)
     return names
 
 

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import atexit
-import logging
 from typing import Any, Optional
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, needs_local_scope
 from traitlets import Bool, Enum, Float, Unicode, observe
 from traitlets.config.configurable import Configurable
 
+from ..constants import DEFAULT_STOP_TIMEOUT
 from ..errors import InvalidArgument
+from ..lock import LOCK_FILE_NAME
 from . import parsing
 from .context import Context
 from .failure import to_failure
 from .session import ConnectionSettings, Session
-
-log = logging.getLogger(__name__)
 
 
 @magics_class
@@ -38,14 +37,14 @@ class CtrMagic(Magics, Configurable):
         "auto",
         help="pull/push progress: widgets in a notebook, text in a terminal (auto), or none",
     ).tag(config=True)
-    lock_file = Unicode("ctr-lock.json", help="lock file path, relative to the working directory").tag(config=True)
+    lock_file = Unicode(LOCK_FILE_NAME, help="lock file path, relative to the working directory").tag(config=True)
     use_lock = Bool(True, help="resolve image refs through the lock file when it exists").tag(config=True)
     cni_conf_dir = Unicode("", help="CNI network configs for --net / net up; empty: the backend's default bridge").tag(
         config=True
     )
-    stop_timeout = Float(10.0, help="seconds `stop` waits before it gives up (or kills with --force)").tag(
-        config=True
-    )
+    stop_timeout = Float(
+        DEFAULT_STOP_TIMEOUT, help="seconds `stop` waits before it gives up (or kills with --force)"
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         self.session = Session(self._connection_settings)

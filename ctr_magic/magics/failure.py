@@ -8,6 +8,7 @@ and inherits from it, so ``except NotFound`` around ``run_line_magic`` still wor
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -67,18 +68,12 @@ class CellFailure(Exception):
         return [f"{_RED}{type(self).__name__}{_RESET}: {self.line}"]
 
 
-_FAILURE_CLASSES: dict[type[BaseException], type[CellFailure]] = {}
-
-
+@functools.cache
 def failure_class(source_type: type[BaseException]) -> type[CellFailure]:
-    """A CellFailure subclass named like, and inheriting from, ``source_type`` (a CtrError)."""
+    """A CellFailure subclass named like, and inheriting from, ``source_type`` (a CtrError); one per type."""
     if not issubclass(source_type, CtrError):
         return CellFailure
-    cls = _FAILURE_CLASSES.get(source_type)
-    if cls is None:
-        cls = type(source_type.__name__, (CellFailure, source_type), {"__module__": source_type.__module__})
-        _FAILURE_CLASSES[source_type] = cls
-    return cls
+    return type(source_type.__name__, (CellFailure, source_type), {"__module__": source_type.__module__})
 
 
 def one_line(exc: BaseException) -> str:

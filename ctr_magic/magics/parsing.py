@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import inspect
 import shlex
 from collections.abc import Callable, Sequence
@@ -98,7 +99,7 @@ def command(
             cell=cell,
             completes=completes,
         )
-        _PARSER_CACHE.clear()
+        parser.cache_clear()
         return func
 
     return decorate
@@ -127,18 +128,14 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-_PARSER_CACHE: dict[str, argparse.ArgumentParser] = {}
-
 DESCRIPTION = """Containers in the notebook. Listings are pandas DataFrames (`df = %ctr images`);
 `%%ctr exec BOX -- CMD` feeds the cell body to CMD's stdin. `{var}` and `$var` expand Python values.
 Settings: `%config CtrMagic` (backend, socket, namespace, debug, progress, lock_file...)."""
 
 
+@functools.lru_cache(maxsize=1)
 def parser() -> argparse.ArgumentParser:
     """The root parser with one subparser per command (built once)."""
-    cached = _PARSER_CACHE.get("root")
-    if cached is not None:
-        return cached
     registry = commands()
     common = _common()
     root = _Parser(
@@ -172,7 +169,6 @@ def parser() -> argparse.ArgumentParser:
         for args, kwargs in cmd.arguments:
             sub.add_argument(*args, **_escaped(kwargs))
         sub.set_defaults(_command=cmd)
-    _PARSER_CACHE["root"] = root
     return root
 
 

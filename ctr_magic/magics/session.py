@@ -34,6 +34,8 @@ class Session:
     #: the private environment this session started (it stops only that one).
     environment: Any = None
     started_environment: bool = False
+    #: what tab completion listed recently: kind -> (monotonic time, names)
+    completion_cache: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
     _service: Any = None
     _service_key: Optional[tuple[str, str, str]] = None
     _lock: threading.Lock = field(default_factory=threading.Lock)

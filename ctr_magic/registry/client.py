@@ -364,9 +364,7 @@ class RegistryClient:
                 self.raise_for_status(response, what)
                 skip = position if (position and response.status_code == 200) else 0
                 try:
-                    for chunk in _gather(response.iter_raw(), chunk_size):
-                        if cancel is not None and cancel.is_set():
-                            raise errors.Interrupted(f"{what}: cancelled")
+                    for chunk in _gather(response.iter_raw(), chunk_size, cancel):
                         if skip:
                             if len(chunk) <= skip:
                                 skip -= len(chunk)
@@ -463,11 +461,13 @@ def _not_found_message(ref: Reference, reference: str, codes: set[str], tags: Op
     return f"image {shown} not found: repository {ref.path!r} has no tag {reference!r} (tags: {known})"
 
 
-def _gather(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
+def _gather(pieces: Iterator[bytes], size: int, cancel: Optional[threading.Event] = None) -> Iterator[bytes]:
     """Join the network's small reads into chunks of at least *size* bytes (one copy each)."""
     parts: list[bytes] = []
     pending = 0
     for piece in pieces:
+        if cancel is not None and cancel.is_set():
+            raise errors.Interrupted("blob download cancelled")
         parts.append(piece)
         pending += len(piece)
         if pending >= size:

@@ -123,6 +123,18 @@ def test_container_spec_applied(svc: DefaultService, made: Tracker, images: dict
     assert "Read-only file system" in out.getvalue() and res.exit_code == 1
 
 
+def test_host_dns_and_timezone(svc: DefaultService, made: Tracker) -> None:
+    cid = made.create(["sleep", "1000"], spec=ContainerSpec(host_dns=True, host_timezone=True))
+    mounts = {m["destination"]: m for m in json.loads(svc.container_record(cid).spec.value)["mounts"]}
+    source = mounts["/etc/resolv.conf"]["source"]
+    svc.start_container(cid)
+    out = io.BytesIO()
+    svc.exec_task(cid, ExecTaskRequest(args=["cat", "/etc/resolv.conf"], stdout=out))
+    assert out.getvalue() == Path(source).read_bytes() and b"nameserver" in out.getvalue()
+    if Path("/etc/localtime").exists():
+        assert "/etc/localtime" in mounts
+
+
 def test_snapshot_id_and_explicit_snapshotter(svc: DefaultService, made: Tracker, images: dict[str, str],
                                               ctr: Any) -> None:
     key = new_id("snap")

@@ -23,13 +23,16 @@ import pytest
 from ctr_magic import connect, errors
 from ctr_magic.daemon import Environment, EnvironmentInfo
 from ctr_magic.docker.service import DockerService, socket_from_env
+from ctr_magic.imagebuild import OCILayout, large_random_image, publish
 from ctr_magic.types import (
     ContainerSpec,
     CreateContainerRequest,
     DeleteContainerOptions,
     ExecTaskRequest,
+    LayerProgress,
     ListTasksOptions,
     MountSpec,
+    PullImageOptions,
     StartTaskOptions,
     StopTaskOptions,
     TaskStatus,
@@ -108,6 +111,38 @@ def test_unreachable_daemon_is_unavailable_with_a_hint(tmp_path: Path) -> None:
             service.list_containers()
         assert "missing.sock" in str(info.value)
         assert info.value.hint
+
+
+# ------------------------------------------------------------------------------------------ images
+
+
+@pytest.fixture(scope="module")
+def big_image(registry: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 16 MiB single-layer image: big enough that a pull is still running when interrupted."""
+    layout = OCILayout(tmp_path_factory.mktemp("big-image"))
+    built = large_random_image(layout, layers=1, size_mib=16, seed=7, tag="big")
+    publish(built.layout, registry, "ctr-magic/docker-big", "1", src_tag="big", all_platforms=False)
+    return f"{registry}/ctr-magic/docker-big:1"
+
+
+def test_interrupted_pull_leaves_no_image_and_a_rerun_works(svc: DockerService, big_image: str) -> None:
+    with contextlib.suppress(errors.NotFound):
+        svc.delete_image(big_image)
+    seen: list[LayerProgress] = []
+
+    def progress(event: LayerProgress) -> None:
+        seen.append(event)
+        if event.state == "downloading" and 0 < event.done < event.total:
+            os.kill(os.getpid(), signal.SIGINT)  # the notebook's stop button, mid-download
+
+    with pytest.raises(KeyboardInterrupt):
+        svc.pull_image(big_image, PullImageOptions(progress=progress))
+    assert not any(e.state == "unpacked" for e in seen)
+    with pytest.raises(errors.NotFound):
+        svc.get_image(big_image)
+    info = svc.pull_image(big_image)
+    assert svc.get_image(big_image).id == info.id
+    svc.delete_image(big_image)
 
 
 # ------------------------------------------------------------------------------------------ containers

@@ -7,6 +7,8 @@ import hashlib
 import io
 import os
 import resource
+import signal
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -191,7 +193,7 @@ def test_1000_fast_execs_never_empty(svc: DefaultService, box: str) -> None:
     def one(i: int) -> bytes:
         return run(svc, box, ["echo", f"n{i}"])[1]
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         outputs = list(pool.map(one, range(1000)))
     assert [o for o in outputs if not o] == []
     assert outputs == [f"n{i}\n".encode() for i in range(1000)]
@@ -211,6 +213,24 @@ def test_interrupt_kills_and_cleans_up(svc: DefaultService, box: str) -> None:
     with pytest.raises(KeyboardInterrupt):
         svc.exec_task(box, ExecTaskRequest(args=["sh", "-c", "echo go; exec sleep 1000"], stdout=Interrupting()))
     assert only_init_left(svc, box)  # killed and deleted at once, not left running
+    assert not (our_temp_dirs() - before)
+
+
+def test_ctrl_c_while_waiting_for_output(svc: DefaultService, box: str) -> None:
+    """A real SIGINT (the notebook's stop button) while exec_task waits in its poll loop."""
+
+    class InterruptSoon(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: Any) -> int:
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+            return len(b)
+
+    before = our_temp_dirs()
+    with pytest.raises(KeyboardInterrupt):
+        svc.exec_task(box, ExecTaskRequest(args=["sh", "-c", "echo go; exec sleep 1000"], stdout=InterruptSoon()))
+    assert only_init_left(svc, box)
     assert not (our_temp_dirs() - before)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import images_support
 import pytest
 from images_support import assert_nothing_left, snapshots
-from registry_servers import PrivateRegistry, TokenIssuer, skopeo_copy, write_docker_config
+from registry_servers import PrivateRegistry, TokenIssuer, skopeo_copy, skopeo_inspect_raw, write_docker_config
 
 from ctr_magic import errors, imagebuild
 from ctr_magic.containerd.service import DefaultService
@@ -138,3 +138,20 @@ def test_token_auth_wrong_or_missing_credentials(svc: DefaultService, token_setu
     with pytest.raises(errors.Unauthorized, match="requires credentials to access repository 'private/busybox'"):
         svc.pull_image(ref)
     assert_nothing_left(svc, ref)
+
+
+def test_push_to_a_basic_auth_registry(svc: DefaultService, basic_registry: PrivateRegistry,
+                                       test_images: dict[str, str], caplog: pytest.LogCaptureFixture,
+                                       options: None) -> None:
+    caplog.set_level(logging.DEBUG)
+    ref = test_images["busybox"]
+    info = svc.pull_image(ref)
+    dest = f"{basic_registry.addr}/private/pushed:v1"
+    svc.registry_options = RegistryOptions(credentials={basic_registry.addr: Credentials(USER, PASSWORD)})
+    assert svc.push_image(ref, dest=dest) == info.id
+    assert skopeo_inspect_raw(dest, creds=f"{USER}:{PASSWORD}")
+    svc.registry_options = RegistryOptions(credentials={basic_registry.addr: Credentials(USER, WRONG)})
+    with pytest.raises(errors.Unauthorized) as err:
+        svc.push_image(ref, dest=f"{basic_registry.addr}/private/pushed:v2")
+    _assert_no_secret(str(err.value) + caplog.text, PASSWORD, WRONG)
+    svc.delete_image(ref, DeleteImageOptions(synchronous=True))

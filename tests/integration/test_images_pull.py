@@ -12,6 +12,7 @@ from images_support import (
     content_digests,
     content_labels,
     ctr_cmd,
+    gc,
     snapshots,
     wipe_namespace,
 )
@@ -201,3 +202,17 @@ def test_unknown_repository_and_tag(svc: DefaultService, registry: str, test_ima
         svc.get_image("ctr-magic/never-pulled:1")
     with pytest.raises(errors.NotFound):
         svc.delete_image("ctr-magic/never-pulled:1")
+
+
+def test_gc_keeps_a_pulled_image_and_ctr_rm_frees_it(svc: DefaultService, test_images: dict[str, str],
+                                                     environment: EnvironmentInfo, images_namespace: str) -> None:
+    """Nothing we pulled is collected while the image exists; `ctr images rm` + GC removes it all."""
+    ref = test_images["layers"]
+    svc.pull_image(ref)
+    blobs, chains = _image_blobs(svc, ref)
+    gc(svc)
+    assert set(blobs) <= content_digests(svc.client)
+    assert set(chains) <= set(snapshots(svc.client))
+    ctr_cmd(environment, images_namespace, "images", "rm", "--sync", ref)
+    assert not set(blobs) & content_digests(svc.client)
+    assert not set(chains) & set(snapshots(svc.client))

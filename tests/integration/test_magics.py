@@ -16,6 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from ctr_magic.errors import CtrError, Interrupted, InvalidArgument, NotFound
+from ctr_magic.magics import CtrMagic
 from ctr_magic.magics.failure import CellFailure
 from ctr_magic.types import DeleteContainerOptions
 
@@ -348,3 +349,46 @@ def test_network_up_and_down(shell: Any, test_images: dict[str, str]) -> None:
     assert shell.user_ns["ps"].set_index("id").loc["net-box", "ip"] == ip
     assert ok(shell, "%ctr net down net-box") == "net-box left the bridge network\n"
     assert ok(shell, "%ctr rm -f net-box") == "removed net-box\n"
+
+
+def test_tag_push_export_import(shell: Any, service: Any, registry: str, test_images: dict[str, str],
+                                tmp_path: Any) -> None:
+    ref = test_images["busybox"]
+    copy = f"{registry}/ctr-magic-test/copy:1"
+    ok(shell, f"%ctr pull {ref}")
+    assert ok(shell, f"%ctr tag {ref} {copy}") == f"tagged {ref} as {copy}\n"
+    out = ok(shell, f"%ctr push {copy}")
+    assert out.startswith(f"pushed {copy} sha256:")
+    archive = tmp_path / "copy.tar"
+    ok(shell, f"%ctr export {archive} {copy}")
+    assert archive.stat().st_size > 100_000
+    ok(shell, f"%ctr rmi {copy}")
+    assert copy not in {i.name for i in service.list_images()}
+    ok(shell, f"back = %ctr import {archive}")
+    assert list(shell.user_ns["back"]["name"]) == [copy]
+    ok(shell, f"%ctr rmi {copy}")
+    out = ok(shell, f"%ctr pull {copy}")  # from the registry, where push put it
+    assert out.startswith(f"pulled {copy} sha256:")
+    result, out, _ = run(shell, f"%ctr rmi {copy} {registry}/ctr-magic-test/never:1")
+    assert "never" in one_line_failure(result, out, NotFound)
+    assert copy in {i.name for i in service.list_images()}  # all names are checked before any is deleted
+    ok(shell, f"%ctr rmi {copy}")
+
+
+def test_tab_completion_offers_containers_and_images(shell: Any, box: str, test_images: dict[str, str]) -> None:
+    from IPython.core.completer import provisionalcompleter
+
+    def completions(line: str) -> set[str]:
+        with provisionalcompleter():
+            return {c.text for c in shell.Completer.completions(line, len(line))}
+
+    magic = next(c for c in shell.configurables if isinstance(c, CtrMagic))
+    magic.session.completion_cache.clear()
+    assert box in completions("%ctr exec box-")
+    assert box in completions("%ctr stop ")
+    ok(shell, f"%ctr pull {test_images['config']}")
+    magic.session.completion_cache.clear()
+    image = test_images["config"]
+    typed = image[: image.index("/") + 5]  # "127.0.0.1:PORT/ctr-"
+    found = completions(f"%ctr run {typed}")
+    assert any(image.endswith(c) for c in found), found

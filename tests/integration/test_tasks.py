@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,9 +116,7 @@ def test_running_task_info_and_list(svc: DefaultService, made: Tracker) -> None:
 def test_stop_with_sigterm(svc: DefaultService, made: Tracker) -> None:
     cid = logged(svc, made, TRAP_TERM)
     wait_for_log(svc, cid, "ready")
-    started = time.monotonic()
-    svc.stop_container(cid)
-    assert time.monotonic() - started < 5
+    svc.stop_container(cid)  # returns once the trap ran: no timeout, no force needed
     info = svc.get_task_info(cid)
     assert info.status == TaskStatus.STOPPED and info.exit_code == 42
     wait_for_log(svc, cid, "got TERM")
@@ -201,9 +197,8 @@ def test_follow_timeout_and_custom_path(svc: DefaultService, made: Tracker, tmp_
     path = tmp_path / "logs" / "custom.log"
     svc.start_container(cid, StartTaskOptions(log_path=str(path)))
     wait_for_log(svc, cid, "first")
-    started = time.monotonic()
+    # The task keeps running: follow gives what is there and stops at the timeout.
     assert b"".join(svc.logs(cid, follow=True, timeout=0.3)) == b"first\n"
-    assert time.monotonic() - started < 5
     assert path.read_bytes() == b"first\n"
 
 
@@ -220,6 +215,12 @@ def test_terminal_mode(svc: DefaultService, made: Tracker) -> None:
     wait_for_log(svc, cid, "is-a-tty")
     assert log_text(svc, cid).startswith("/dev/pts/")
     assert "\r\n" in log_text(svc, cid)  # through a terminal
+
+
+def test_terminal_without_output(svc: DefaultService, made: Tracker) -> None:
+    cid = made.create(sh("test -t 1"))
+    svc.start_container(cid, StartTaskOptions(terminal=True))
+    assert svc.wait_task(cid, timeout=30) == 0
 
 
 def test_use_stdio_copies_to_our_stdout(svc: DefaultService, made: Tracker, capsys: pytest.CaptureFixture[str],
@@ -239,7 +240,6 @@ def test_use_stdio_copies_to_our_stdout(svc: DefaultService, made: Tracker, caps
     wait_for(seen, what="the task's output on our stdout/stderr")
     assert "to-stderr" not in out["out"]
     wait_for(lambda: not any(fifo_dir.iterdir()), what="the FIFO directory to be removed")
-    assert sys.stdout is not None
 
 
 # --------------------------------------------------------------------------- bad input
@@ -273,8 +273,8 @@ def test_use_stdio_and_log_path_exclude_each_other(svc: DefaultService, made: Tr
     assert svc.task_process(cid) is None
 
 
-def test_spec_of_a_container_with_tty(svc: DefaultService, made: Tracker) -> None:
+def test_container_created_with_tty_starts_with_a_terminal(svc: DefaultService, made: Tracker) -> None:
     cid = made.create(sh("test -t 0 && echo tty-stdin"), spec=ContainerSpec(tty=True))
-    svc.start_container(cid, StartTaskOptions(terminal=True, log_path=svc.log_path_for(cid)))
+    svc.start_container(cid, StartTaskOptions(log_path=svc.log_path_for(cid)))  # the spec asks for one
     assert svc.wait_task(cid, timeout=30) == 0
     wait_for_log(svc, cid, "tty-stdin")
