@@ -77,6 +77,13 @@ class DefaultService(
         resp = self.client.call(stub.List, namespace_pb2.ListNamespacesRequest(), what="listing namespaces")
         return sorted(ns.name for ns in resp.namespaces)
 
+    def delete_namespace(self, name: str = "") -> None:
+        """Remove an (empty) namespace, ours by default; containerd refuses one that still holds objects."""
+        stub = self.client.stub(namespace_pb2_grpc.NamespacesStub)
+        target = name or self.namespace
+        self.client.call(stub.Delete, namespace_pb2.DeleteNamespaceRequest(name=target),
+                         what=f"deleting namespace {target!r}")
+
     def plugins(self) -> list[PluginInfo]:
         stub = self.client.stub(introspection_pb2_grpc.IntrospectionStub)
         resp = self.client.call(stub.Plugins, introspection_pb2.PluginsRequest(), what="listing plugins")

@@ -41,3 +41,25 @@ def test_connect_defaults_to_env_socket(environment: EnvironmentInfo, monkeypatc
         assert svc.client.address == environment.containerd_socket
         assert svc.namespace == "from-env"
         assert svc.version().version
+
+
+def test_delete_namespace(environment: EnvironmentInfo, ctr) -> None:
+    import pytest
+
+    from ctr_magic.errors import FailedPrecondition, NotFound
+
+    name = "ctr-magic-test-ns-delete"
+    ctr("namespaces", "create", name, namespace=name)
+    with ctr_magic.connect(socket=environment.containerd_socket, namespace=name) as svc:
+        ctr("namespaces", "label", name, "k=v", namespace=name)
+        svc.delete_namespace()
+        assert name not in svc.namespaces()
+        with pytest.raises(NotFound, match=name):
+            svc.delete_namespace()
+        # A namespace holding an object is refused, and stays.
+        ctr("snapshots", "prepare", "keep", namespace=name)
+        with pytest.raises(FailedPrecondition, match=name):
+            svc.delete_namespace()
+        assert name in svc.namespaces()
+        ctr("snapshots", "rm", "keep", namespace=name)
+        svc.delete_namespace()
