@@ -15,6 +15,7 @@ from ctr_magic import errors
 from ctr_magic.containerd.leases import Lease
 from ctr_magic.containerd.pb import content_pb2, content_pb2_grpc, snapshots_pb2, snapshots_pb2_grpc
 from ctr_magic.containerd.service import DefaultService
+from ctr_magic.containerd.unpack import Unpacker
 from ctr_magic.daemon import EnvironmentInfo, find_binary
 from ctr_magic.imagebuild import large_random_image, publish
 from ctr_magic.types import DeleteImageOptions
@@ -58,19 +59,25 @@ def run(env: EnvironmentInfo) -> list[Comparison]:
            "--plain-http", ref]
     svc = DefaultService.connect(env.containerd_socket, NAMESPACE)
 
+    def check_unpacked(who: str) -> None:
+        top = svc.images.resolve(ref).top_chain_id
+        if not Unpacker(svc.client, svc.snapshotter).exists(top):
+            raise RuntimeError(f"{who} did not unpack {ref}")
+
     def ours() -> float:
         _make_cold(svc, ref)
         start = time.perf_counter()
         svc.pull_image(ref)
-        return time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        check_unpacked("ctr-magic")
+        return elapsed
 
     def reference() -> float:
         _make_cold(svc, ref)
         start = time.perf_counter()
         subprocess.run(ctr, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         elapsed = time.perf_counter() - start
-        if svc.images.resolve(ref).top_chain_id == "":  # ctr really unpacked (and the check is cheap)
-            raise RuntimeError("ctr did not unpack the image")
+        check_unpacked("ctr")
         return elapsed
 
     try:

@@ -66,8 +66,9 @@ class TokenIssuer:
     issuer = "ctr-magic-test-issuer"
     service = "ctr-magic-test-registry"
 
-    def __init__(self, work_dir: Path, users: dict[str, str]) -> None:
+    def __init__(self, work_dir: Path, users: dict[str, str], refresh_tokens: Optional[dict[str, str]] = None) -> None:
         self.users = dict(users)
+        self.refresh_tokens = dict(refresh_tokens or {})  # OAuth2 refresh token -> user (docker login with SSO)
         self.requests: list[dict[str, Any]] = []
         self._key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ctr-magic test token issuer")])
@@ -138,7 +139,25 @@ class TokenIssuer:
                     self.end_headers()
                     self.wfile.write(b'{"details":"invalid credentials"}')
                     return
-                token = issuer.sign(user, query.get("scope", []))
+                self._grant(user, query.get("scope", []))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                form = parse_qs(self.rfile.read(length).decode())
+                user = ""
+                if form.get("grant_type") == ["refresh_token"]:
+                    user = issuer.refresh_tokens.get(form.get("refresh_token", [""])[0], "")
+                issuer.requests.append({"user": user, "scope": form.get("scope", []), "path": self.path,
+                                        "grant": "refresh_token"})
+                if not user:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self._grant(user, form.get("scope", []))
+
+            def _grant(self, user: str, scopes: list[str]) -> None:
+                token = issuer.sign(user, scopes)
                 body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -26,6 +26,7 @@ svc = images_support.svc
 USER = "alice"
 PASSWORD = "s3cret-Pa55-" + "x7Qz"  # a test secret the tests look for in logs
 WRONG = "wrong-Pa55-" + "k9Lm"
+REFRESH = "refresh-" + "T0ken-q2w"
 
 
 def _secrets(*passwords: str) -> list[str]:
@@ -57,7 +58,8 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory,
 def token_setup(tmp_path_factory: pytest.TempPathFactory,
                 busybox_layout: imagebuild.BuiltImage) -> Iterator[tuple[PrivateRegistry, TokenIssuer]]:
     work = tmp_path_factory.mktemp("token-registry")
-    with TokenIssuer(work, {USER: PASSWORD}) as issuer, PrivateRegistry(work / "reg", token_issuer=issuer) as reg:
+    issuer = TokenIssuer(work, {USER: PASSWORD}, refresh_tokens={REFRESH: USER})
+    with issuer, PrivateRegistry(work / "reg", token_issuer=issuer) as reg:
         skopeo_copy(busybox_layout.oci_ref, f"docker://{reg.addr}/private/busybox:latest", creds=f"{USER}:{PASSWORD}")
         yield reg, issuer
 
@@ -154,4 +156,18 @@ def test_push_to_a_basic_auth_registry(svc: DefaultService, basic_registry: Priv
     with pytest.raises(errors.Unauthorized) as err:
         svc.push_image(ref, dest=f"{basic_registry.addr}/private/pushed:v2")
     _assert_no_secret(str(err.value) + caplog.text, PASSWORD, WRONG)
+    svc.delete_image(ref, DeleteImageOptions(synchronous=True))
+
+
+def test_token_auth_with_an_identity_token(svc: DefaultService, token_setup: tuple[PrivateRegistry, TokenIssuer],
+                                           caplog: pytest.LogCaptureFixture, options: None) -> None:
+    """The OAuth2 refresh-token grant `docker login` stores as ``identitytoken``."""
+    reg, issuer = token_setup
+    caplog.set_level(logging.DEBUG)
+    svc.registry_options = RegistryOptions(credentials={reg.addr: Credentials(identity_token=REFRESH, source="sso")})
+    issuer.requests.clear()
+    ref = f"{reg.addr}/private/busybox:latest"
+    svc.pull_image(ref)
+    assert [(r["grant"], r["user"]) for r in issuer.requests] == [("refresh_token", USER)]
+    assert REFRESH not in caplog.text
     svc.delete_image(ref, DeleteImageOptions(synchronous=True))
