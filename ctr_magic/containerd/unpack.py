@@ -29,7 +29,15 @@ from .content import ContentStore
 from .gclabels import snapshot_label
 from .grpc_errors import map_rpc_error
 from .imagestore import chain_ids
-from .pb import descriptor_pb2, diff_pb2, diff_pb2_grpc, snapshots_pb2, snapshots_pb2_grpc
+from .pb import (
+    descriptor_pb2,
+    diff_pb2,
+    diff_pb2_grpc,
+    leases_pb2,
+    leases_pb2_grpc,
+    snapshots_pb2,
+    snapshots_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,7 @@ class Unpacker:
         self.lease = lease
         self._snapshots = client.stub(snapshots_pb2_grpc.SnapshotsStub)
         self._diff = client.stub(diff_pb2_grpc.DiffStub)
+        self._leases = client.stub(leases_pb2_grpc.LeasesStub)
         self._content = ContentStore(client)
         self._cancelled = threading.Event()
         self._current: Any = None
@@ -93,6 +102,17 @@ class Unpacker:
             return False
         return True
 
+    def present(self, chain_id: str) -> bool:
+        """Is *chain_id* unpacked already? If so it is held by our lease first, so that garbage
+        collection cannot take it (e.g. left unreferenced by an interrupted pull) before a later
+        layer is prepared on top of it."""
+        if self.lease:
+            self._call(self._leases.AddResource,
+                       leases_pb2.AddResourceRequest(id=self.lease, resource=leases_pb2.Resource(
+                           id=chain_id, type=f"snapshots/{self.snapshotter}")),
+                       f"holding snapshot {chain_id} in lease {self.lease}")
+        return self.exists(chain_id)
+
     def check_snapshotter(self) -> None:
         """Fail early, with a clear message, when the snapshotter does not exist."""
         try:
@@ -118,8 +138,11 @@ class Unpacker:
     # -- one layer ------------------------------------------------------------------------------
     def unpack_layer(self, layer: Descriptor, parent: str, chain_id: str, diff_id: str) -> bool:
         """Apply *layer* on top of snapshot *parent* as *chain_id*; False when it was there already."""
-        if self.exists(chain_id):
+        if self.present(chain_id):
             return False
+        return self._apply_layer(layer, parent, chain_id, diff_id)
+
+    def _apply_layer(self, layer: Descriptor, parent: str, chain_id: str, diff_id: str) -> bool:
         labels = {k: v for k, v in layer.annotations.items() if k.startswith(INHERITED_LABEL_PREFIX)}
         labels[LABEL_SNAPSHOT_REF] = chain_id
         key = ""
@@ -201,10 +224,10 @@ class Unpacker:
         for i, layer in enumerate(layers):
             if wait_for is not None:
                 wait_for(i)
-            if not self.exists(chains[i]):
+            if not self.present(chains[i]):
                 if on_layer is not None:
                     on_layer(i, "unpacking")
-                self.unpack_layer(layer, chains[i - 1] if i else "", chains[i], diff_ids[i])
+                self._apply_layer(layer, chains[i - 1] if i else "", chains[i], diff_ids[i])
             if on_layer is not None:
                 on_layer(i, "unpacked")
         top = chains[-1] if chains else ""

@@ -153,3 +153,38 @@ def test_registry_not_running(svc: DefaultService, tmp_path: Path) -> None:
         svc.registry_options = RegistryOptions()
     assert "is it running?" in str(err.value)
     assert_nothing_left(svc, ref)
+
+
+def test_rerun_holds_already_unpacked_snapshots_in_its_lease(svc: DefaultService, test_images: dict[str, str]) -> None:
+    """Snapshots an earlier (interrupted) pull left unreferenced are leased before anything is built on them.
+
+    Without that, garbage collection may remove a lower layer between "it exists, skip it" and preparing
+    the next layer on top of it ("parent snapshot ... does not exist").
+    """
+    from ctr_magic.containerd.imagestore import chain_ids
+    from ctr_magic.containerd.pb import images_pb2, images_pb2_grpc, leases_pb2, leases_pb2_grpc
+
+    ref = test_images["layers"]
+    svc.pull_image(ref)
+    chains = chain_ids(svc.images.resolve(ref).diff_ids)
+    # Drop the image record only: its snapshots stay, referenced by nothing (as after an interrupted pull).
+    images_stub = svc.client.stub(images_pb2_grpc.ImagesStub)
+    svc.client.call(images_stub.Delete, images_pb2.DeleteImageRequest(name=ref), what="dropping the record")
+    stub = svc.client.stub(leases_pb2_grpc.LeasesStub)
+    held: list[set[str]] = []
+
+    def watch(event: LayerProgress) -> None:
+        if event.state == "unpacked" and not held:
+            leases = [lease.id for lease in list_leases(svc.client)]
+            resources: set[str] = set()
+            for lease_id in leases:
+                resp = svc.client.call(stub.ListResources, leases_pb2.ListResourcesRequest(id=lease_id), what="ls")
+                resources |= {r.id for r in resp.resources if r.type.startswith("snapshots/")}
+            held.append(resources)
+
+    try:
+        svc.pull_image(ref, PullImageOptions(progress=watch))
+        assert held and chains[0] in held[0]
+        assert list_leases(svc.client) == []
+    finally:
+        svc.delete_image(ref, DeleteImageOptions(synchronous=True))
