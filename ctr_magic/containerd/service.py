@@ -9,10 +9,12 @@ from typing import Optional
 from google.protobuf import empty_pb2
 
 from ..constants import DEFAULT_NAMESPACE, DEFAULT_SOCKET_PATH
+from ..errors import FailedPrecondition
 from .client import ContainerdClient
 from .containers import ContainersMixin
 from .exec import ExecMixin
 from .images import ImagesMixin
+from .leases import Lease
 from .network import NetworkMixin
 from .pb import introspection_pb2, introspection_pb2_grpc, namespace_pb2, namespace_pb2_grpc, version_pb2_grpc
 from .snapshots import SnapshotsMixin
@@ -81,8 +83,18 @@ class DefaultService(
         """Remove an (empty) namespace, ours by default; containerd refuses one that still holds objects."""
         stub = self.client.stub(namespace_pb2_grpc.NamespacesStub)
         target = name or self.namespace
-        self.client.call(stub.Delete, namespace_pb2.DeleteNamespaceRequest(name=target),
-                         what=f"deleting namespace {target!r}")
+        request = namespace_pb2.DeleteNamespaceRequest(name=target)
+        what = f"deleting namespace {target!r}"
+        try:
+            self.client.call(stub.Delete, request, what=what)
+        except FailedPrecondition:
+            # Blobs of just-deleted images linger until the next collection: run one, then try again.
+            self.collect_garbage()
+            self.client.call(stub.Delete, request, what=what)
+
+    def collect_garbage(self) -> None:
+        """Run containerd's garbage collector now and wait for it (deleting a lease with sync does that)."""
+        Lease(self.client, "gc").create().delete(sync=True)
 
     def plugins(self) -> list[PluginInfo]:
         stub = self.client.stub(introspection_pb2_grpc.IntrospectionStub)

@@ -150,3 +150,32 @@ def lock(ctx: Context, args: Any) -> Any:
     written = write_lock(path, ctx.session.images_used, merge=not args.replace)
     ctx.say(f"wrote {path.name}: {len(written.images)} image(s) pinned")
     return None
+
+
+def _namespaced_service(ctx: Context) -> Any:
+    service = ctx.service
+    if not hasattr(service, "delete_namespace"):
+        from ..errors import NotSupported
+
+        raise NotSupported(f"the {getattr(service, 'backend', 'current')} backend has no namespaces")
+    return service
+
+
+@command("ns ls", help="the containerd namespaces")
+def ns_ls(ctx: Context, args: Any) -> list[str]:
+    """List namespaces; the session's own is marked with `*` (`names = %ctr ns ls` returns them)."""
+    service = _namespaced_service(ctx)
+    names = service.namespaces()
+    for name in names:
+        ctx.say(("* " if name == service.namespace else "  ") + name)
+    return names
+
+
+@command("ns rm", help="delete an empty containerd namespace (default: the session's)")
+@argument("name", nargs="?", default="", help="namespace to delete (default: the one in use)")
+def ns_rm(ctx: Context, args: Any) -> None:
+    """containerd refuses a namespace that still holds images, containers, snapshots or content."""
+    service = _namespaced_service(ctx)
+    name = args.name or service.namespace
+    service.delete_namespace(name)
+    ctx.say(f"deleted namespace {name}")

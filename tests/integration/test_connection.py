@@ -63,3 +63,14 @@ def test_delete_namespace(environment: EnvironmentInfo, ctr) -> None:
         assert name in svc.namespaces()
         ctr("snapshots", "rm", "keep", namespace=name)
         svc.delete_namespace()
+
+
+def test_delete_namespace_collects_garbage_of_deleted_images(environment: EnvironmentInfo, test_images, ctr) -> None:
+    from ctr_magic.types import DeleteImageOptions
+
+    name = "ctr-magic-test-ns-gc"
+    with ctr_magic.connect(socket=environment.containerd_socket, namespace=name) as svc:
+        svc.pull_image(test_images["busybox"])
+        svc.delete_image(test_images["busybox"], DeleteImageOptions(synchronous=False))
+        svc.delete_namespace()  # blobs and snapshots awaiting GC must not make this fail
+        assert name not in svc.namespaces()

@@ -392,3 +392,17 @@ def test_tab_completion_offers_containers_and_images(shell: Any, box: str, test_
     typed = image[: image.index("/") + 5]  # "127.0.0.1:PORT/ctr-"
     found = completions(f"%ctr run {typed}")
     assert any(image.endswith(c) for c in found), found
+
+
+def test_namespaces_listed_and_an_empty_one_removed(shell: Any, namespace: str, ctr: Any) -> None:
+    spare = f"{namespace}-spare"
+    ctr("snapshots", "prepare", "keep", namespace=spare)  # creates the namespace, with something in it
+    names = ok(shell, "names = %ctr ns ls")
+    assert f"* {namespace}" in names and spare in shell.user_ns["names"]
+    # A namespace that still holds a snapshot is refused: one line, and it stays.
+    result, out, _ = run(shell, f"%ctr ns rm {spare}")
+    assert spare in one_line_failure(result, out, CtrError)
+    assert spare in ok(shell, "%ctr ns ls")
+    ctr("snapshots", "rm", "keep", namespace=spare)
+    assert ok(shell, f"%ctr ns rm {spare}").strip() == f"deleted namespace {spare}"
+    assert spare not in ok(shell, "%ctr ns ls")

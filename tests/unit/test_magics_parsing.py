@@ -69,6 +69,9 @@ GOOD = [
     ("umount --all", "umount", {"all": True}),
     ("net up box", "net up", {"id": "box"}),
     ("net down box", "net down", {"id": "box"}),
+    ("ns ls", "ns ls", {}),
+    ("ns rm", "ns rm", {"name": ""}),
+    ("ns rm other", "ns rm", {"name": "other"}),
     ("lock --show", "lock", {"show": True}),
     ("lock --delete", "lock", {"delete": True}),
 ]  # fmt: skip
