@@ -259,15 +259,7 @@ class AppleService(DockerService):
                 self.api.container_kill(cid, "SIGKILL")
         if task_status(self.api.container_inspect(cid).get("State")) not in _LIVE:
             return
-        if not opts.force:
-            raise errors.TaskStopTimeout(
-                f"container {container_id} did not stop within {seconds}s of {signal_name(opts.signal)}",
-                hint="stop it with force=True to kill it",
-            )
-        with contextlib.suppress(errors.FailedPrecondition):
-            self.api.container_kill(cid, "SIGKILL")
-        if not self._wait_stopped(cid, _KILL_WAIT):
-            raise errors.TaskStopTimeout(f"container {container_id} did not stop within {_KILL_WAIT:g}s of SIGKILL")
+        self._escalate_stop(cid, container_id, f"{seconds}s of {signal_name(opts.signal)}", opts.force)
 
     def delete_container(self, id: str, opts: Optional[DeleteContainerOptions] = None) -> None:
         opts = opts or DeleteContainerOptions()

@@ -16,8 +16,12 @@ import pytest
 _saved: dict[str, object] = {}
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    run_tmp = tempfile.mkdtemp(prefix="ctr-magic-run-")
+    # Short on purpose: daemons started by tests bind unix sockets below here (108-byte limit).
+    run_tmp = tempfile.mkdtemp(prefix="cm-")
+    if not config.option.basetemp:
+        config.option.basetemp = os.path.join(run_tmp, "p")
     _saved.update(dir=run_tmp, env=os.environ.get("TMPDIR"), tempdir=tempfile.tempdir)
     os.environ["TMPDIR"] = run_tmp
     tempfile.tempdir = run_tmp

@@ -343,9 +343,13 @@ class DockerService:
             self.api.container_kill(cid, name)
         if self._wait_stopped(cid, timeout):
             return
-        if not opts.force:
+        self._escalate_stop(cid, container_id, f"{timeout:g}s of {name}", opts.force)
+
+    def _escalate_stop(self, cid: str, container_id: str, waited: str, force: bool) -> None:
+        """The container outlived the stop signal: TaskStopTimeout, or with *force* SIGKILL and wait."""
+        if not force:
             raise errors.TaskStopTimeout(
-                f"container {container_id} did not stop within {timeout:g}s of {name}",
+                f"container {container_id} did not stop within {waited}",
                 hint="stop it with force=True to send SIGKILL after the timeout",
             )
         with contextlib.suppress(errors.FailedPrecondition):
