@@ -20,13 +20,13 @@ import logging
 import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import errors
+from .atomicfile import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -371,19 +371,8 @@ class ResultStore:
         return os.path.join(self.container_dir(container), f"{record.index:02d}-{record.network.name}.json")
 
     def save(self, container: str, record: AttachmentRecord) -> None:
-        directory = self.container_dir(container)
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(record.to_dict(), fh, indent=1)
-            os.replace(tmp, self._file(container, record))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        os.makedirs(self.container_dir(container), exist_ok=True)
+        write_text_atomic(self._file(container, record), json.dumps(record.to_dict(), indent=1), mode=0o600)
 
     def discard(self, container: str, record: AttachmentRecord) -> None:
         try:

@@ -11,7 +11,7 @@
 
 The pids, ports and paths are kept in ``<base>/state.json`` so ``status()`` and ``down()`` work
 from any process. ``down()`` kills every task, stops the daemons and leaves no process, mount or
-socket behind.
+socket behind (nor the empty per-namespace state dirs runc's shims leave in /run/containerd/runc).
 """
 
 from __future__ import annotations
@@ -41,7 +41,15 @@ from types import TracebackType
 from typing import Any
 
 from ctr_magic import errors
-from ctr_magic.constants import DEFAULT_RUNTIME, DEFAULT_SNAPSHOTTER, ENV_HOME, ENV_REGISTRY, ENV_SOCKET
+from ctr_magic.constants import (
+    CNI_BIN_DIRS,
+    DEFAULT_RUNTIME,
+    DEFAULT_SNAPSHOTTER,
+    ENV_HOME,
+    ENV_REGISTRY,
+    ENV_SOCKET,
+)
+from ctr_magic.containerd.mounts import mount_points
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +73,6 @@ PACKAGES: dict[str, str] = {
     "bridge": "containernetworking-plugins",
 }
 _EXTRA_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-CNI_DIRS = ("/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni")
 
 # Plugins that only slow start-up down or log errors on a plain machine.
 _DISABLED_PLUGINS = (
@@ -104,7 +111,7 @@ def find_binary(name: str) -> str:
 
 def cni_bin_dir() -> str:
     """Directory holding the CNI plugins (``bridge``, ``loopback``...)."""
-    for d in CNI_DIRS:
+    for d in CNI_BIN_DIRS:
         if os.access(os.path.join(d, "bridge"), os.X_OK):
             return d
     raise errors.Unavailable(
@@ -230,20 +237,11 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 # --------------------------------------------------------------------------- mounts
 
 
-def _unescape_mount_path(field_: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
-
-
 def mounts_under(roots: Sequence[str | os.PathLike[str]], *, include_roots: bool = True) -> list[str]:
     """Mount points (from /proc/self/mountinfo) below (or, with ``include_roots``, at) any of ``roots``."""
     prefixes = [os.path.realpath(r) for r in roots]
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mountpoint = _unescape_mount_path(line.split()[4])
-            if any((include_roots and mountpoint == p) or mountpoint.startswith(p + "/") for p in prefixes):
-                found.append(mountpoint)
-    return found
+    return [point for point in mount_points()
+            if any((include_roots and point == p) or point.startswith(p + "/") for p in prefixes)]
 
 
 def _umount(path: str, flags: int = 0) -> int:
@@ -577,7 +575,7 @@ class Environment:
             return info
 
     def down(self) -> None:
-        """Kill every task, stop the daemons, unmount and remove sockets. Safe to repeat."""
+        """Kill every task, stop the daemons, unmount, remove sockets and empty runc state dirs. Safe to repeat."""
         if not self.base_dir.exists() and not self.run_dir.exists():
             self.info = None
             return
@@ -822,13 +820,15 @@ health:
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout}s")
 
-    def _tasks(self) -> list[tuple[str, str, str]]:
-        """(namespace, id, status) of every task; empty if containerd does not answer."""
+    def _namespaces(self) -> list[str]:
+        """containerd's namespaces; empty if it does not answer."""
         res = self._ctr("namespaces", "list", "-q", timeout=10.0)
-        if res.returncode != 0:
-            return []
+        return res.stdout.split() if res.returncode == 0 else []
+
+    def _tasks(self, namespaces: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(namespace, id, status) of every task in *namespaces*; empty if containerd does not answer."""
         out = []
-        for ns in res.stdout.split():
+        for ns in namespaces:
             listing = self._ctr("tasks", "list", namespace=ns, timeout=10.0)
             for line in listing.stdout.splitlines()[1:]:
                 parts = line.split()
@@ -836,16 +836,16 @@ health:
                     out.append((ns, parts[0], parts[2]))
         return out
 
-    def _kill_tasks(self) -> list[tuple[str, str]]:
-        tasks = self._tasks()
+    def _kill_tasks(self, namespaces: Sequence[str]) -> list[tuple[str, str]]:
+        tasks = self._tasks(namespaces)
         for ns, task_id, status in tasks:
             if status != "STOPPED":
                 log.info("killing task %s/%s", ns, task_id)
                 self._ctr("tasks", "kill", "--all", "--signal", "SIGKILL", task_id, namespace=ns, timeout=10.0)
         return [(ns, task_id) for ns, task_id, _ in tasks]
 
-    def _delete_tasks(self) -> list[tuple[str, str]]:
-        tasks = self._tasks()
+    def _delete_tasks(self, namespaces: Sequence[str]) -> list[tuple[str, str]]:
+        tasks = self._tasks(namespaces)
         for ns, task_id, _ in tasks:
             res = self._ctr("tasks", "delete", "--force", task_id, namespace=ns, timeout=20.0)
             if res.returncode != 0:
@@ -867,15 +867,32 @@ health:
         key = os.path.join(str(self.containerd_socket), namespace, task_id)
         return Path(SHIM_SOCKET_DIR) / hashlib.sha256(key.encode()).hexdigest()
 
+    def _remove_empty_runc_roots(self, namespaces: set[str]) -> None:
+        """runc's per-namespace state dirs (``/run/containerd/runc/<ns>``) the shims leave behind, if empty."""
+        for ns in namespaces:
+            if not ns or "/" in ns or ns.startswith("."):
+                continue
+            path = Path(RUNC_ROOT) / ns
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # not empty: a container's state is still there (not ours to judge)
+                log.debug("leaving %s: %s", path, exc.strerror)
+            else:
+                log.debug("removed %s", path)
+
     def _down_locked(self) -> None:
         state = self._read_state()
         containerd_up = self._containerd_answers() if self.containerd_socket.exists() else False
         seen: set[tuple[str, str]] = set()
+        # Listed while containerd still answers: their runc dirs are removed at the end.
+        namespaces = self._namespaces() if containerd_up else []
 
         # 1. kill every task so nothing waits on a graceful stop
         if containerd_up:
-            seen.update(self._kill_tasks())
-            _wait_until(lambda: all(s == "STOPPED" for _, _, s in self._tasks()), self.stop_timeout, 0.1)
+            seen.update(self._kill_tasks(namespaces))
+            _wait_until(lambda: all(s == "STOPPED" for _, _, s in self._tasks(namespaces)), self.stop_timeout, 0.1)
 
         # 2. dockerd (it owns the moby namespace's containers)
         dockerd_pids = self._find(self._is_dockerd)
@@ -885,7 +902,7 @@ health:
 
         # 3. delete what is left, then containerd itself
         if containerd_up:
-            seen.update(self._delete_tasks())
+            seen.update(self._delete_tasks(namespaces))
         _stop_pids(self._find(self._is_containerd), "containerd", self.stop_timeout)
 
         # 4. shims (and their container processes) that outlived containerd
@@ -903,11 +920,12 @@ health:
         # 5. registry
         _stop_pids(self._find(self._is_registry), "docker-registry", self.stop_timeout)
 
-        # 6. mounts, sockets and the run dir
+        # 6. mounts, shim sockets, runc's namespace dirs and the run dir
         self._unmount_ours()
         for ns, task_id in seen:
             with contextlib.suppress(FileNotFoundError):
                 self._shim_socket(ns, task_id).unlink()
+        self._remove_empty_runc_roots({*namespaces, *(ns for ns, _ in seen)})
         if self.run_dir.exists():
             if mounts_under([self.run_dir]):
                 raise errors.CtrError(f"{self.run_dir} still has mounts; not removing it")

@@ -12,8 +12,8 @@ import dataclasses
 import ipaddress
 import logging
 import os
-import tempfile
 
+from .atomicfile import write_text_atomic
 from .errors import InvalidArgument
 from .types import ContainerSpec, MountSpec
 
@@ -64,19 +64,7 @@ def _write_if_changed(path: str, text: str) -> None:
                 return
     except OSError:
         pass
-    # Written beside the target and renamed, so a reader never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".resolv.conf-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_text_atomic(path, text)
 
 
 def resolve_conf_source(

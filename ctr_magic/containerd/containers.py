@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import signal as _signal
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
@@ -36,12 +36,13 @@ from ..types import (
     ContainerSpec,
     CreateContainerRequest,
     DeleteContainerOptions,
+    NetworkSetupRequest,
     PullImageOptions,
     RuntimeInfo,
 )
 from .convert import to_datetime
 from .imagestore import ResolvedImage
-from .pb import containers_pb2, leases_pb2, leases_pb2_grpc, snapshots_pb2, snapshots_pb2_grpc, task_pb2
+from .pb import containers_pb2, leases_pb2, leases_pb2_grpc, snapshots_pb2, task_pb2
 from .rootfs import read_user_files
 from .runtime_base import RuntimeBase, check_id
 from .spec import NoRootfs, build_spec, resolv_conf_text, to_json_bytes
@@ -49,7 +50,6 @@ from .task_events import quote_filter
 
 log = logging.getLogger(__name__)
 
-_KILL_WAIT = 10.0
 _RESOLVED_CACHE_SIZE = 64
 
 
@@ -70,6 +70,29 @@ def label_filter(key: str, value: str) -> str:
     """containerd's filter for a label: ``labels."k"=="v"``, or presence only when *value* is empty."""
     selector = f"labels.{quote_filter(key)}"
     return f"{selector}=={quote_filter(value)}" if value else selector
+
+
+def gc_root_labels(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """containerd's ``gc.root`` label (now), plus *extra*: keeps a snapshot nothing else refers to."""
+    labels = {LABEL_GC_ROOT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    labels.update(extra or {})
+    return labels
+
+
+def _already_exists(container_id: str, namespace: str) -> errors.AlreadyExists:
+    return errors.AlreadyExists(f"container {container_id!r} already exists in namespace {namespace!r}",
+                                hint="choose another id, or delete the existing container first")
+
+
+@dataclass(frozen=True)
+class ExistingSnapshot:
+    """A snapshot a new container takes as its root filesystem instead of the image's layers.
+
+    ``committed``: a fresh active snapshot is prepared on it; otherwise it is used as it is.
+    """
+
+    key: str
+    committed: bool
 
 
 class _Undo:
@@ -93,10 +116,6 @@ class _Undo:
 class ContainersMixin(RuntimeBase):
     """create / get / list / list_by_label / delete of the Service contract."""
 
-    @property
-    def _snapshots_stub(self) -> Any:
-        return self.client.stub(snapshots_pb2_grpc.SnapshotsStub)
-
     # -- create ------------------------------------------------------------------------------------
     def create_container(self, req: CreateContainerRequest) -> ContainerInfo:
         """Create a container from an image (pulled and unpacked first when absent)."""
@@ -105,14 +124,16 @@ class ContainersMixin(RuntimeBase):
         check_id(req.id)
         if not req.image_ref:
             raise errors.InvalidArgument(f"container {req.id!r}: image_ref is empty", hint="e.g. busybox:latest")
-        spec_in = req.spec or ContainerSpec()
         snapshotter = req.snapshotter or self.snapshotter
-        key = req.snapshot_id or req.id
-        if self.container_exists(req.id):
-            raise errors.AlreadyExists(f"container {req.id!r} already exists in namespace {self.namespace!r}",
-                                       hint="choose another id, or delete the existing container first")
+        self._check_new_container(req.id)
         image = self._image_for_container(req.image_ref, snapshotter)
-        return self._create(req, spec_in, image, snapshotter, key, explicit=bool(req.snapshotter))
+        return self._create(req, image, snapshotter, req.snapshot_id or req.id, explicit=bool(req.snapshotter))
+
+    def _check_new_container(self, container_id: str) -> None:
+        """InvalidArgument for a bad id, AlreadyExists for a taken one."""
+        check_id(container_id)
+        if self.container_exists(container_id):
+            raise _already_exists(container_id, self.namespace)
 
     def _image_for_container(self, ref: str, snapshotter: str) -> ResolvedImage:
         """The image, pulled (and unpacked into *snapshotter*) when absent."""
@@ -145,7 +166,7 @@ class ContainersMixin(RuntimeBase):
 
     def _snapshot_exists(self, snapshotter: str, key: str) -> bool:
         try:
-            self.client.call(self._snapshots_stub.Stat,
+            self.client.call(self.snapshots_stub.Stat,
                              snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter, key=key),
                              what=f"snapshot {key} in {snapshotter}")
         except errors.NotFound:
@@ -154,7 +175,7 @@ class ContainersMixin(RuntimeBase):
 
     def _remove_snapshot(self, snapshotter: str, key: str) -> None:
         try:
-            self.client.call(self._snapshots_stub.Remove,
+            self.client.call(self.snapshots_stub.Remove,
                              snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key),
                              what=f"removing snapshot {key} from {snapshotter}")
         except errors.NotFound:
@@ -162,14 +183,13 @@ class ContainersMixin(RuntimeBase):
 
     def _keep_snapshot(self, snapshotter: str, key: str) -> None:
         """Mark the snapshot as a GC root, as ``ctr snapshots prepare`` does, so it outlives its container."""
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         request = snapshots_pb2.UpdateSnapshotRequest(
             snapshotter=snapshotter,
-            info=snapshots_pb2.Info(name=key, labels={LABEL_GC_ROOT: stamp}),
+            info=snapshots_pb2.Info(name=key, labels=gc_root_labels()),
             update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{LABEL_GC_ROOT}"]),
         )
         try:
-            self.client.call(self._snapshots_stub.Update, request, what=f"keeping snapshot {key} in {snapshotter}")
+            self.client.call(self.snapshots_stub.Update, request, what=f"keeping snapshot {key} in {snapshotter}")
         except errors.NotFound:
             pass
 
@@ -189,17 +209,26 @@ class ContainersMixin(RuntimeBase):
         except errors.NotFound:
             pass
 
-    def _create(self, req: CreateContainerRequest, spec_in: ContainerSpec, image: ResolvedImage,
-                snapshotter: str, key: str, *, explicit: bool) -> ContainerInfo:
+    def _create(self, req: CreateContainerRequest, image: ResolvedImage, snapshotter: str, key: str, *,
+                explicit: bool = False, existing: Optional[ExistingSnapshot] = None) -> ContainerInfo:
+        """The one way a container is made: lease, root snapshot, spec, record; all undone on failure.
+
+        The root filesystem is snapshot *key*: prepared on the image's layers, or, with *existing*,
+        prepared on that committed snapshot or (an active one) *existing* itself.
+        """
         undo = _Undo()
+        spec_in = req.spec or ContainerSpec()
         try:
             lease = self._create_lease()
             undo.add(f"lease {lease}", lambda: self._delete_lease(lease))
-            if explicit and self._snapshot_exists(snapshotter, key):
-                log.info("replacing snapshot %s in %s", key, snapshotter)
-                self._remove_snapshot(snapshotter, key)
-            mounts = self._prepare_from_image(snapshotter, key, image, lease, undo, explicit=explicit)
-            rootfs = read_user_files(mounts, f"container {req.id}") if image.top_chain_id else NoRootfs()
+            if existing is None:
+                mounts = self._prepare_from_image(snapshotter, key, image, lease, undo, explicit=explicit)
+            elif existing.committed:
+                mounts = self._prepare_snapshot(snapshotter, key, existing.key, lease, undo)
+            else:
+                mounts = self.snapshot_mount_list(snapshotter, key)
+            peek = existing is not None or image.top_chain_id  # an image without layers has no files to read
+            rootfs = read_user_files(mounts, f"container {req.id}") if peek else NoRootfs()
             spec_in = self._with_host_files(req.id, spec_in, undo)
             resolv = self._write_resolv_conf(req.id, spec_in.dns, undo) if spec_in.dns else ""
             spec = build_spec(namespace=self.namespace, container_id=req.id, image_config=image.runtime_config,
@@ -209,12 +238,21 @@ class ContainersMixin(RuntimeBase):
             undo.run()
             raise
         self._delete_lease(lease)
-        log.info("created container %s from %s", req.id, image.name)
+        if existing is None:
+            log.info("created container %s from %s", req.id, image.name)
+        else:
+            log.info("created container %s on snapshot %s (config of %s)", req.id, existing.key, image.name)
         return container_info(record)
 
     def _prepare_from_image(self, snapshotter: str, key: str, image: ResolvedImage, lease: str, undo: _Undo, *,
                             explicit: bool) -> list[Any]:
-        """Prepare on the image's top layer; without an explicit snapshotter, unpack the image if needed."""
+        """Prepare on the image's top layer; without an explicit snapshotter, unpack the image if needed.
+
+        With an explicit snapshotter an existing snapshot *key* is replaced.
+        """
+        if explicit and self._snapshot_exists(snapshotter, key):
+            log.info("replacing snapshot %s in %s", key, snapshotter)
+            self._remove_snapshot(snapshotter, key)
         parent = image.top_chain_id
         try:
             return self._prepare_snapshot(snapshotter, key, parent, lease, undo)
@@ -237,7 +275,7 @@ class ContainersMixin(RuntimeBase):
     def _prepare_snapshot(self, snapshotter: str, key: str, parent: str, lease: str, undo: _Undo) -> list[Any]:
         request = snapshots_pb2.PrepareSnapshotRequest(snapshotter=snapshotter, key=key, parent=parent)
         try:
-            resp = self.client.call(self._snapshots_stub.Prepare, request, lease=lease,
+            resp = self.client.call(self.snapshots_stub.Prepare, request, lease=lease,
                                     what=f"preparing snapshot {key} in {snapshotter}")
         except errors.AlreadyExists:
             raise errors.AlreadyExists(f"snapshot {key!r} already exists in snapshotter {snapshotter!r}",
@@ -288,8 +326,7 @@ class ContainersMixin(RuntimeBase):
             resp = self.client.call(self.containers_stub.Create, containers_pb2.CreateContainerRequest(
                 container=record), lease=lease, what=f"creating container {req.id}")
         except errors.AlreadyExists:
-            raise errors.AlreadyExists(f"container {req.id!r} already exists in namespace {self.namespace!r}",
-                                       hint="choose another id, or delete the existing container first") from None
+            raise _already_exists(req.id, self.namespace) from None
         except BaseException:
             undo.add(f"container {req.id}", lambda: self._delete_record(req.id))
             raise
@@ -307,7 +344,9 @@ class ContainersMixin(RuntimeBase):
 
     # -- read ----------------------------------------------------------------------------------------
     def get_container(self, id: str) -> ContainerInfo:
-        return container_info(self.container_record(id))
+        info = container_info(self.container_record(id))
+        info.ip = self.container_ip(id)  # type: ignore[attr-defined]  (NetworkMixin)
+        return info
 
     def list_containers(self) -> list[ContainerInfo]:
         return self._list([])
@@ -321,31 +360,37 @@ class ContainersMixin(RuntimeBase):
     def _list(self, filters: list[str]) -> list[ContainerInfo]:
         resp = self.client.call(self.containers_stub.List, containers_pb2.ListContainersRequest(filters=filters),
                                 what="listing containers")
-        return sorted((container_info(c) for c in resp.containers), key=lambda c: c.id)
+        ips: dict[str, str] = self.container_ips()  # type: ignore[attr-defined]  (NetworkMixin)
+        infos = [container_info(c) for c in resp.containers]
+        for info in infos:
+            info.ip = ips.get(info.id, "")
+        return sorted(infos, key=lambda c: c.id)
 
     # -- delete --------------------------------------------------------------------------------------
     def delete_container(self, id: str, opts: Optional[DeleteContainerOptions] = None) -> None:
-        """Delete the container (and by default its snapshot).
+        """Delete the container, its task, its network attachment and (by default) its snapshot.
 
         With ``cleanup_snapshot=False`` the snapshot stays, labelled as a GC root (remove it with
         the snapshot tools when done).
 
         A running task makes this fail with FailedPrecondition unless ``force=True``, which kills
-        and deletes the task first. A stopped task is deleted along with the container.
+        it (SIGKILL to every process), waits for its exit and deletes it. A stopped task is
+        deleted along with the container.
         """
         opts = opts or DeleteContainerOptions()
         record = self.container_record(id)
         process = self.task_process(id)
         if process is not None and process.status != task_pb2.STOPPED:
             if not opts.force:
+                state = task_pb2.Status.Name(process.status).lower()
                 raise errors.FailedPrecondition(
-                    f"container {id!r} has a {task_pb2.Status.Name(process.status).lower()} task (pid {process.pid})",
-                    hint="stop it first (stop_container), or pass DeleteContainerOptions(force=True)")
-            had_task, status = self.signal_and_wait(id, _signal.SIGKILL, _KILL_WAIT, all=True)
-            if had_task and status is None:
-                raise errors.TaskStopTimeout(f"task of container {id!r} did not exit {_KILL_WAIT:.0f}s after SIGKILL")
+                    f"cannot delete container {id!r}: it has a {state} task (pid {process.pid})",
+                    hint="stop it first (stop_container) or pass DeleteContainerOptions(force=True)")
+            self.kill_and_wait(id)
         if process is not None:
             self.remove_task(id)
+        # Its pinned network namespace and IP allocations would outlive the record otherwise.
+        self.remove_network(NetworkSetupRequest(container_id=id))  # type: ignore[attr-defined]  (NetworkMixin)
         snapshotter = record.snapshotter or self.snapshotter
         if record.snapshot_key and not opts.cleanup_snapshot:
             # Without the record nothing refers to the snapshot: garbage collection would take it.

@@ -37,13 +37,11 @@ from .fifo import (
 )
 from .grpc_errors import map_rpc_error
 from .pb import task_pb2, tasks_pb2
-from .runtime_base import RuntimeBase, check_id
+from .runtime_base import KILL_WAIT, RuntimeBase, check_id
 from .spec import DirRootfs, ExecProcessOptions, UserIds, exec_process, resolve_user, to_json_bytes
 
 log = logging.getLogger(__name__)
 
-#: How long cleanup waits for a killed exec to be reaped before deleting it anyway.
-_KILL_WAIT = 10.0
 _READ_BUFFER = 1 << 16
 _LOCKS_LOCK = threading.Lock()
 # Layers of wrapping around what runc said, innermost last.
@@ -218,7 +216,7 @@ class ExecMixin(RuntimeBase):
                 if kill and run.started and run.wait_future is not None and not run.wait_future.done():
                     try:
                         self.kill_process(run.container_id, _signal.SIGKILL, exec_id=run.exec_id)
-                        run.wait_future.result(timeout=_KILL_WAIT)
+                        run.wait_future.result(timeout=KILL_WAIT)  # then deleted anyway
                     except Exception:
                         log.debug("killing exec %s", run.exec_id, exc_info=True)
                 try:

@@ -323,8 +323,8 @@ def _flushing(pair: tuple[Sink, Callable[[], None]]) -> Sink:
     return sink
 
 
-class FifoReader(io.RawIOBase):
-    """A blocking, readable FIFO end (a session's stdout or stderr)."""
+class _FifoEnd(io.RawIOBase):
+    """One blocking end of a session's FIFO; ``close()`` closes the descriptor."""
 
     def __init__(self, fd: int, name: str) -> None:
         super().__init__()
@@ -332,16 +332,8 @@ class FifoReader(io.RawIOBase):
         self._fd = fd
         self.name = name  # type: ignore[misc]
 
-    def readable(self) -> bool:
-        return True
-
     def fileno(self) -> int:
         return self._fd
-
-    def readinto(self, b: Any) -> int:
-        if self.closed:
-            raise ValueError("I/O operation on closed stream")
-        return os.readv(self._fd, [b])
 
     def close(self) -> None:
         if not self.closed:
@@ -352,21 +344,27 @@ class FifoReader(io.RawIOBase):
         super().close()
 
 
-class FifoWriter(io.RawIOBase):
+class FifoReader(_FifoEnd):
+    """A blocking, readable FIFO end (a session's stdout or stderr)."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed stream")
+        return os.readv(self._fd, [b])
+
+
+class FifoWriter(_FifoEnd):
     """A blocking, writable FIFO end (a session's stdin); ``close()`` sends EOF to the process."""
 
     def __init__(self, fd: int, on_close: Callable[[], None]) -> None:
-        super().__init__()
-        os.set_blocking(fd, True)
-        self._fd = fd
+        super().__init__(fd, "stdin")
         self._on_close = on_close
-        self.name = "stdin"  # type: ignore[misc]
 
     def writable(self) -> bool:
         return True
-
-    def fileno(self) -> int:
-        return self._fd
 
     def write(self, b: Any) -> int:
         """Write all of *b* (str is sent as UTF-8); blocks while the process is not reading."""
@@ -382,10 +380,6 @@ class FifoWriter(io.RawIOBase):
     def close(self) -> None:
         if self.closed:
             return
-        try:
-            os.close(self._fd)
-        except OSError:
-            pass
         super().close()
         try:
             self._on_close()

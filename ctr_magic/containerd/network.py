@@ -15,11 +15,19 @@ import json
 import logging
 import os
 import re
-import tempfile
 from typing import Any, Optional
 
 from .. import errors
-from ..cni import Attachment, AttachmentRecord, CNIRunner, NetworkConfig, ResultStore, load_network_configs
+from ..atomicfile import write_text_atomic
+from ..cni import (
+    CNI_VERSION,
+    Attachment,
+    AttachmentRecord,
+    CNIRunner,
+    NetworkConfig,
+    ResultStore,
+    load_network_configs,
+)
 from ..constants import (
     CNI_BIN_DIRS,
     CNI_SUBDIR,
@@ -32,14 +40,24 @@ from ..constants import (
 from ..types import NetworkSetupRequest
 from .mounts import bind_mount, is_mount_point, unmount
 from .pb import task_pb2
-from .runtime_base import RuntimeBase, check_id
+from .runtime_base import RuntimeBase, check_id, default_data_dir
 
 log = logging.getLogger(__name__)
 
-CNI_VERSION = "1.0.0"
 PIN_FILE = "netns"
+IPAM_SUBDIR = "ipam"
+CONF_SUBDIR = "net.d"
 _LIVE = (task_pb2.CREATED, task_pb2.RUNNING, task_pb2.PAUSED)
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+def default_ipam_dir(data_dir: str = "") -> str:
+    """Where host-local keeps the default network's IP allocations: ``<data>/cni/ipam``.
+
+    Under ctr-magic's data directory (*data_dir*, else :func:`default_data_dir`), so the
+    allocations go with it, never in the host's /var/lib/cni.
+    """
+    return os.path.join(os.path.abspath(data_dir or default_data_dir()), CNI_SUBDIR, IPAM_SUBDIR)
 
 
 def default_network_config(
@@ -50,7 +68,10 @@ def default_network_config(
     ip_masq: bool = True,
     ipam_data_dir: Optional[str] = None,
 ) -> dict[str, Any]:
-    """A bridge network (host-local IPAM, the bridge as gateway) plus loopback, as a conflist dict."""
+    """A bridge network (host-local IPAM, the bridge as gateway) plus loopback, as a conflist dict.
+
+    ``ipam_data_dir`` is where host-local records the allocations (default :func:`default_ipam_dir`).
+    """
     try:
         net = ipaddress.ip_network(subnet, strict=True)
     except ValueError as exc:
@@ -65,9 +86,8 @@ def default_network_config(
         "type": "host-local",
         "ranges": [[{"subnet": str(net)}]],
         "routes": [{"dst": "0.0.0.0/0" if net.version == 4 else "::/0"}],
+        "dataDir": os.path.abspath(ipam_data_dir or default_ipam_dir()),
     }
-    if ipam_data_dir:
-        ipam["dataDir"] = ipam_data_dir
     conflist = {
         "cniVersion": CNI_VERSION,
         "name": name,
@@ -79,6 +99,11 @@ def default_network_config(
     }
     NetworkConfig.from_dict(conflist)  # the same checks a loaded file gets
     return conflist
+
+
+def network_config_path(conf_dir: str, name: str = DEFAULT_NETWORK_NAME) -> str:
+    """The file write_default_network_config writes: ``<conf_dir>/10-<name>.conflist``."""
+    return os.path.join(conf_dir, f"10-{name}.conflist")
 
 
 def write_default_network_config(
@@ -93,29 +118,23 @@ def write_default_network_config(
     """Write ``<conf_dir>/10-<name>.conflist`` (bridge + host-local IPAM + loopback); returns its path.
 
     ``ip_masq`` NATs the containers' outgoing traffic so they reach beyond the host;
-    ``ipam_data_dir`` moves host-local's allocations (default /var/lib/cni/networks).
+    ``ipam_data_dir`` is where host-local keeps the allocations (default :func:`default_ipam_dir`).
     """
     if not conf_dir:
         raise errors.InvalidArgument("write_default_network_config: conf_dir is empty")
     conflist = default_network_config(name=name, bridge=bridge, subnet=subnet, ip_masq=ip_masq,
                                       ipam_data_dir=ipam_data_dir)
     os.makedirs(conf_dir, exist_ok=True)
-    path = os.path.join(conf_dir, f"10-{name}.conflist")
-    fd, tmp = tempfile.mkstemp(dir=conf_dir, prefix=".tmp-", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(conflist, fh, indent=2)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    path = network_config_path(conf_dir, name)
+    write_text_atomic(path, json.dumps(conflist, indent=2) + "\n")
     log.info("wrote CNI network %s (bridge %s, subnet %s) to %s", name, bridge, subnet, path)
     return path
+
+
+def _host_local_without_data_dir(network: NetworkConfig) -> bool:
+    """True when host-local would keep this network's allocations in the host's /var/lib/cni."""
+    return any(isinstance(p.get("ipam"), dict) and p["ipam"].get("type") == "host-local"
+               and not p["ipam"].get("dataDir") for p in network.plugins)
 
 
 def plugin_dirs(requested: str) -> list[str]:
@@ -128,26 +147,42 @@ def plugin_dirs(requested: str) -> list[str]:
 class NetworkMixin(RuntimeBase):
     """setup_network / remove_network of the contract, plus container_ip and the default network."""
 
-    write_default_network_config = staticmethod(write_default_network_config)
-
     # -- places ------------------------------------------------------------------------------------
     def network_store(self) -> ResultStore:
         return ResultStore(os.path.join(self.data_root(), self.namespace, NETWORK_STATE_SUBDIR))
 
     def default_cni_conf_dir(self) -> str:
-        return os.path.join(self.data_root(), CNI_SUBDIR, "net.d")
+        return os.path.join(self.data_root(), CNI_SUBDIR, CONF_SUBDIR)
+
+    def write_default_network_config(self, conf_dir: str = "", **options: Any) -> str:
+        """:func:`write_default_network_config` with this service's defaults: ctr-magic's own conf dir,
+        and the IPAM allocations under its data directory."""
+        options.setdefault("ipam_data_dir", default_ipam_dir(self.data_root()))
+        return write_default_network_config(conf_dir or self.default_cni_conf_dir(), **options)
+
+    def ensure_default_network(self) -> str:
+        """ctr-magic's own conf dir, with the default bridge network written there when it holds none.
+
+        A default network written without an IPAM directory (by an older version) is rewritten, so
+        its allocations move under the data directory; attachments made before keep their config.
+        """
+        conf_dir = self.default_cni_conf_dir()
+        networks = load_network_configs(conf_dir) if os.path.isdir(conf_dir) else []
+        ours = network_config_path(conf_dir)
+        if not networks:
+            self.write_default_network_config(conf_dir)
+        elif any(n.source == ours and _host_local_without_data_dir(n) for n in networks):
+            log.warning("%s keeps IP allocations in /var/lib/cni: rewriting it to use %s", ours,
+                        default_ipam_dir(self.data_root()))
+            self.write_default_network_config(conf_dir)
+        return conf_dir
 
     def _cni_container_id(self, container_id: str) -> str:
         # host-local keys allocations by container id: qualify it so namespaces cannot collide.
         return f"{self.namespace}-{container_id}"
 
     def _networks(self, req: NetworkSetupRequest) -> list[NetworkConfig]:
-        conf_dir = req.cni_conf_dir
-        if not conf_dir:
-            conf_dir = self.default_cni_conf_dir()
-            if not os.path.isdir(conf_dir) or not load_network_configs(conf_dir):
-                write_default_network_config(
-                    conf_dir, ipam_data_dir=os.path.join(self.data_root(), CNI_SUBDIR, "ipam"))
+        conf_dir = req.cni_conf_dir or self.ensure_default_network()
         networks = load_network_configs(conf_dir)
         if not networks:
             raise errors.NotFound(f"no CNI network config (*.conflist, *.conf) in {conf_dir}",
@@ -237,6 +272,8 @@ class NetworkMixin(RuntimeBase):
             raise errors.InvalidArgument("remove_network: container_id is required")
         container_id = check_id(req.container_id)
         store = self.network_store()
+        if not os.path.isdir(store.container_dir(container_id)):
+            return  # never attached (or removed already): nothing to undo, nothing to write
         with store.locked():
             records = store.load(container_id)
             if records:
@@ -319,4 +356,5 @@ class NetworkMixin(RuntimeBase):
         return bool(self.network_store().load(check_id(container_id)))
 
 
-__all__ = ["NetworkMixin", "default_network_config", "write_default_network_config"]
+__all__ = ["NetworkMixin", "default_ipam_dir", "default_network_config", "network_config_path",
+           "write_default_network_config"]

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import signal as _signal
 import threading
 from typing import Any, Optional
 
@@ -19,7 +20,15 @@ from google.protobuf import field_mask_pb2
 from .. import errors
 from ..constants import DATA_SUBDIR, DEFAULT_DATA_DIR, ENV_HOME
 from ._base import ServiceBase
-from .pb import containers_pb2, containers_pb2_grpc, task_pb2, tasks_pb2, tasks_pb2_grpc
+from .pb import (
+    containers_pb2,
+    containers_pb2_grpc,
+    snapshots_pb2,
+    snapshots_pb2_grpc,
+    task_pb2,
+    tasks_pb2,
+    tasks_pb2_grpc,
+)
 from .task_events import ExitWatcher
 
 log = logging.getLogger(__name__)
@@ -27,6 +36,8 @@ log = logging.getLogger(__name__)
 # containerd's identifier rule (identifiers.Validate), checked here so the error names the fix.
 _ID_RE = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 MAX_ID_LENGTH = 76
+#: How long a task may take to exit after SIGKILL before TaskStopTimeout.
+KILL_WAIT = 10.0
 
 
 def default_data_dir() -> str:
@@ -60,6 +71,17 @@ class RuntimeBase(ServiceBase):
     @property
     def tasks_stub(self) -> Any:
         return self.client.stub(tasks_pb2_grpc.TasksStub)
+
+    @property
+    def snapshots_stub(self) -> Any:
+        return self.client.stub(snapshots_pb2_grpc.SnapshotsStub)
+
+    def snapshot_mount_list(self, snapshotter: str, key: str, *, what: str = "") -> list[Any]:
+        """The mounts (containerd ``Mount`` messages) of active or view snapshot *key*."""
+        resp = self.client.call(self.snapshots_stub.Mounts, snapshots_pb2.MountsRequest(snapshotter=snapshotter,
+                                                                                       key=key),
+                                what=what or f"mounts of snapshot {key} in {snapshotter}")
+        return list(resp.mounts)
 
     # -- files -------------------------------------------------------------------------------------
     def data_root(self) -> str:
@@ -171,6 +193,11 @@ class RuntimeBase(ServiceBase):
                                     what=f"deleting the task of container {container_id}")
         except errors.NotFound:
             return None
+        except errors.CtrError as exc:
+            if "running process" not in exc.message:  # the shim's words; containerd sends code UNKNOWN
+                raise
+            raise errors.FailedPrecondition(f"cannot delete the task of container {container_id!r}: it is running",
+                                            hint="stop it first, or pass force=True") from None
 
     def signal_and_wait(self, container_id: str, signal: int, timeout: Optional[float], *,
                         all: bool = False) -> tuple[bool, Optional[int]]:
@@ -182,9 +209,23 @@ class RuntimeBase(ServiceBase):
             if process.status == task_pb2.STOPPED:
                 return True, process.exit_status
             if not self.kill_process(container_id, signal, all=all):
+                # Exiting by itself: the shim may not have noted it yet; its exit event is still to come.
                 process = self.task_process(container_id)
-                return process is not None, process.exit_status if process is not None else None
-            return True, watcher.wait(timeout)
+                if process is None:
+                    return False, None
+                if process.status == task_pb2.STOPPED:
+                    return True, process.exit_status
+            return True, watcher.wait(timeout, pid=process.pid)
+
+    def kill_and_wait(self, container_id: str) -> Optional[int]:
+        """SIGKILL every process of the task and wait for its exit (exit status; None without a task).
+
+        TaskStopTimeout if the exit does not come within :data:`KILL_WAIT` seconds.
+        """
+        had_task, status = self.signal_and_wait(container_id, _signal.SIGKILL, KILL_WAIT, all=True)
+        if had_task and status is None:
+            raise errors.TaskStopTimeout(f"container {container_id!r} did not exit {KILL_WAIT:g}s after SIGKILL")
+        return status
 
 
 _CACHE_INIT_LOCK = threading.Lock()

@@ -14,23 +14,19 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from .. import errors
-from ..constants import LABEL_CHECKPOINT_CONTAINER, LABEL_CHECKPOINT_VERSION, LABEL_GC_ROOT
+from ..constants import LABEL_CHECKPOINT_CONTAINER, LABEL_CHECKPOINT_VERSION
 from ..types import (
     ContainerInfo,
-    ContainerSpec,
     CreateContainerRequest,
     ImageInfo,
     MountInfo,
     SnapshotCommitResult,
     SnapshotInfo,
 )
-from .containers import _Undo, container_info
+from .containers import ExistingSnapshot, gc_root_labels
 from .convert import to_datetime
-from .imagestore import ResolvedImage
-from .pb import snapshots_pb2, snapshots_pb2_grpc, task_pb2
-from .rootfs import read_user_files
-from .runtime_base import RuntimeBase, check_id
-from .spec import build_spec
+from .pb import snapshots_pb2, task_pb2
+from .runtime_base import RuntimeBase
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +46,8 @@ def _require(call: str, **values: str) -> None:
                                      hint="list_snapshots(snapshotter) shows the existing keys")
 
 
-def _gc_root_labels(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
-    labels = {LABEL_GC_ROOT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    labels.update(extra or {})
-    return labels
+def _not_found(message: str, snapshotter: str) -> errors.NotFound:
+    return errors.NotFound(message, hint=f"list_snapshots({snapshotter!r}) shows the keys")
 
 
 def _unknown_snapshotter(exc: errors.InvalidArgument, snapshotter: str) -> errors.InvalidArgument:
@@ -88,10 +82,6 @@ def checkpoint_name(container_id: str, version: str) -> str:
 class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMixin, whose helpers are used here
     """The five snapshot methods of the contract, plus stat/view/remove/usage and checkpoint."""
 
-    @property
-    def snapshots_stub(self) -> Any:
-        return self.client.stub(snapshots_pb2_grpc.SnapshotsStub)
-
     def _snapshotter(self, snapshotter: str) -> str:
         return snapshotter or self.snapshotter
 
@@ -106,7 +96,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
     def commit_snapshot(self, snapshotter: str, name: str, key: str) -> None:
         """Commit active snapshot *key* as *name* (the active key is gone afterwards)."""
         _require("commit_snapshot", snapshotter=snapshotter, name=name, key=key)
-        self._commit(snapshotter, name, key, _gc_root_labels())
+        self._commit(snapshotter, name, key, gc_root_labels())
 
     def _commit(self, snapshotter: str, name: str, key: str, labels: dict[str, str]) -> None:
         what = f"committing snapshot {key!r} as {name!r} in {snapshotter}"
@@ -117,8 +107,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
             raise errors.AlreadyExists(f"{what}: a snapshot named {name!r} already exists",
                                        hint="choose another name; the active snapshot is unchanged") from None
         except errors.NotFound:
-            raise errors.NotFound(f"{what}: no active snapshot {key!r}",
-                                  hint=f"list_snapshots({snapshotter!r}) shows the keys") from None
+            raise _not_found(f"{what}: no active snapshot {key!r}", snapshotter) from None
         except errors.FailedPrecondition as exc:
             raise errors.FailedPrecondition(f"{exc.message}", hint="only an active snapshot can be committed") \
                 from None
@@ -127,7 +116,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
     def prepare_snapshot(self, snapshotter: str, key: str, parent: str) -> None:
         """Prepare a new active snapshot *key* on top of committed snapshot *parent*."""
         _require("prepare_snapshot", snapshotter=snapshotter, key=key, parent=parent)
-        self._prepare(snapshotter, key, parent, _gc_root_labels())
+        self._prepare(snapshotter, key, parent, gc_root_labels())
 
     def _prepare(self, snapshotter: str, key: str, parent: str, labels: dict[str, str], *,
                  lease: str = "") -> list[MountInfo]:
@@ -156,8 +145,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
             resp = self._snap_call("Mounts", snapshots_pb2.MountsRequest(
                 snapshotter=snapshotter, key=key), what=what)
         except errors.NotFound:
-            raise errors.NotFound(f"{what}: snapshot {key!r} does not exist",
-                                  hint=f"list_snapshots({snapshotter!r}) shows the keys") from None
+            raise _not_found(f"{what}: snapshot {key!r} does not exist", snapshotter) from None
         except errors.FailedPrecondition:
             raise errors.FailedPrecondition(
                 f"{what}: {key!r} is committed; only active and view snapshots have mounts",
@@ -191,24 +179,16 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         if req is None:
             raise errors.InvalidArgument("create_container_from_snapshot needs a CreateContainerRequest")
         _require("create_container_from_snapshot", id=req.id, snapshot_id=req.snapshot_id, image_ref=req.image_ref)
-        check_id(req.id)
         snapshotter = self._snapshotter(req.snapshotter)
-        if self.container_exists(req.id):
-            raise errors.AlreadyExists(f"container {req.id!r} already exists in namespace {self.namespace!r}",
-                                       hint="choose another id, or delete the existing container first")
+        self._check_new_container(req.id)  # type: ignore[attr-defined]  (ContainersMixin)
         source = self.stat_snapshot(snapshotter, req.snapshot_id)
-        if source.kind != "committed":
+        committed = source.kind == "committed"
+        if not committed:
             self._check_snapshot_unused(snapshotter, req.snapshot_id)
-        image = self._image_config_for(req.image_ref, snapshotter)
-        return self._create_on_snapshot(req, image, snapshotter, source)
-
-    def _image_config_for(self, ref: str, snapshotter: str) -> ResolvedImage:
-        """The image whose config the container runs with (pulled when absent; its layers are not needed)."""
-        try:
-            return self.images.resolve(ref)
-        except errors.NotFound:
-            self._pull_for_container(ref, snapshotter)  # type: ignore[attr-defined]  (ContainersMixin)
-            return self.images.resolve(ref)
+        # The image supplies the process config only: its layers are not used.
+        image = self._image_for_container(req.image_ref, snapshotter)  # type: ignore[attr-defined]
+        return self._create(req, image, snapshotter, req.id if committed else source.name,  # type: ignore[attr-defined]
+                            existing=ExistingSnapshot(source.name, committed))
 
     def _check_snapshot_unused(self, snapshotter: str, key: str) -> None:
         for other in self.list_containers():  # type: ignore[attr-defined]  (ContainersMixin)
@@ -218,34 +198,6 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
                     hint=f"checkpoint that container, or prepare_snapshot({snapshotter!r}, NEW_KEY, PARENT) "
                     "for a new one")
 
-    def _create_on_snapshot(self, req: CreateContainerRequest, image: ResolvedImage, snapshotter: str,
-                            source: SnapshotInfo) -> ContainerInfo:
-        # The steps of ContainersMixin._create, with the root filesystem taken from *source*
-        # instead of prepared from the image's layers; the spec and record code is theirs.
-        undo = _Undo()
-        spec_in = req.spec or ContainerSpec()
-        try:
-            lease = self._create_lease()
-            undo.add(f"lease {lease}", lambda: self._delete_lease(lease))
-            if source.kind == "committed":
-                key = req.id
-                mounts: list[Any] = self._prepare_snapshot(snapshotter, key, source.name, lease, undo)
-            else:
-                key = source.name
-                mounts = self.snapshot_mounts(snapshotter, key)
-            rootfs = read_user_files(mounts, f"container {req.id}")
-            spec_in = self._with_host_files(req.id, spec_in, undo)
-            resolv = self._write_resolv_conf(req.id, spec_in.dns, undo) if spec_in.dns else ""
-            spec = build_spec(namespace=self.namespace, container_id=req.id, image_config=image.runtime_config,
-                              container_spec=spec_in, rootfs=rootfs, resolv_conf_path=resolv, image_name=image.name)
-            record = self._create_record(req, image, spec, snapshotter, key, lease, undo)
-        except BaseException:
-            undo.run()
-            raise
-        self._delete_lease(lease)
-        log.info("created container %s on snapshot %s (config of %s)", req.id, key, image.name)
-        return container_info(record)
-
     # -- more snapshot calls -----------------------------------------------------------------------
     def stat_snapshot(self, snapshotter: str, key: str) -> SnapshotInfo:
         _require("stat_snapshot", snapshotter=snapshotter, key=key)
@@ -254,8 +206,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
             resp = self._snap_call("Stat", snapshots_pb2.StatSnapshotRequest(
                 snapshotter=snapshotter, key=key), what=what)
         except errors.NotFound:
-            raise errors.NotFound(f"{what} does not exist",
-                                  hint=f"list_snapshots({snapshotter!r}) shows the keys") from None
+            raise _not_found(f"{what} does not exist", snapshotter) from None
         return snapshot_info(resp.info)
 
     def snapshot_exists(self, snapshotter: str, key: str) -> bool:
@@ -286,13 +237,12 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         """
         _require("view_snapshot", snapshotter=snapshotter, key=key, parent=parent)
         what = f"viewing snapshot {parent!r} as {key!r} in {snapshotter}"
-        all_labels = dict(labels or {}) if lease else _gc_root_labels(labels)
+        all_labels = dict(labels or {}) if lease else gc_root_labels(labels)
         try:
             resp = self._snap_call("View", snapshots_pb2.ViewSnapshotRequest(
                 snapshotter=snapshotter, key=key, parent=parent, labels=all_labels), what=what, lease=lease)
         except errors.NotFound:
-            raise errors.NotFound(f"{what}: snapshot {parent!r} does not exist",
-                                  hint=f"list_snapshots({snapshotter!r}) shows the keys") from None
+            raise _not_found(f"{what}: snapshot {parent!r} does not exist", snapshotter) from None
         except errors.AlreadyExists:
             raise errors.AlreadyExists(f"{what}: snapshot {key!r} already exists") from None
         return _mount_infos(resp.mounts)
@@ -340,7 +290,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         if self.snapshot_exists(snapshotter, name):
             raise errors.AlreadyExists(f"checkpoint {version!r} of container {container_id!r} already exists "
                                        f"(snapshot {name!r})", hint="choose another version name")
-        labels = _gc_root_labels({LABEL_CHECKPOINT_CONTAINER: container_id, LABEL_CHECKPOINT_VERSION: version})
+        labels = gc_root_labels({LABEL_CHECKPOINT_CONTAINER: container_id, LABEL_CHECKPOINT_VERSION: version})
         self._commit(snapshotter, name, key, labels)
         try:
             self._prepare(snapshotter, key, name, {})

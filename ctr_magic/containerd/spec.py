@@ -24,7 +24,7 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
@@ -201,16 +201,21 @@ def _int_or_none(text: str) -> Optional[int]:
     return value if value >= 0 else None
 
 
-def parse_passwd(data: Optional[bytes]) -> list[PasswdEntry]:
-    """Entries of an /etc/passwd file; malformed lines are skipped, as libc does."""
-    out = []
+def _colon_records(data: Optional[bytes], min_fields: int) -> Iterator[list[str]]:
+    """The fields of each line of a colon-separated file; comments and short lines are skipped."""
     for line in (data or b"").decode("utf-8", "replace").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         fields_ = line.split(":")
-        if len(fields_) < 4:
-            continue
+        if len(fields_) >= min_fields:
+            yield fields_
+
+
+def parse_passwd(data: Optional[bytes]) -> list[PasswdEntry]:
+    """Entries of an /etc/passwd file; malformed lines are skipped, as libc does."""
+    out = []
+    for fields_ in _colon_records(data, 4):
         uid, gid = _int_or_none(fields_[2]), _int_or_none(fields_[3])
         if uid is None or gid is None:
             continue
@@ -221,13 +226,7 @@ def parse_passwd(data: Optional[bytes]) -> list[PasswdEntry]:
 def parse_group(data: Optional[bytes]) -> list[GroupEntry]:
     """Entries of an /etc/group file; malformed lines are skipped."""
     out = []
-    for line in (data or b"").decode("utf-8", "replace").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields_ = line.split(":")
-        if len(fields_) < 3:
-            continue
+    for fields_ in _colon_records(data, 3):
         gid = _int_or_none(fields_[2])
         if gid is None:
             continue

@@ -45,7 +45,7 @@ class ExitWatcher:
         self.process_id = exec_id or container_id
         self._token = secrets.token_hex(8).encode()
         self._ready = threading.Event()
-        self._exits: queue.Queue[Optional[int]] = queue.Queue()
+        self._exits: queue.Queue[Optional[tuple[int, int]]] = queue.Queue()  # (pid, exit status)
         self._call: Any = None
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
@@ -101,7 +101,7 @@ class ExitWatcher:
                     continue
                 exit_event = task_events_pb2.TaskExit.FromString(envelope.event.value)
                 if exit_event.id == self.process_id and exit_event.container_id == self.container_id:
-                    self._exits.put(exit_event.exit_status)
+                    self._exits.put((exit_event.pid, exit_event.exit_status))
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:
                 from .grpc_errors import map_rpc_error
@@ -111,17 +111,27 @@ class ExitWatcher:
             self._ready.set()
             self._exits.put(None)
 
-    def wait(self, timeout: Optional[float]) -> Optional[int]:
-        """The exit status, or None when *timeout* (seconds) passed first. Ctrl-C interrupts."""
-        try:
-            status = self._exits.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if status is None:
-            self._exits.put(None)
-            raise self._error or errors.Unavailable(f"event stream for task {self.container_id} ended",
-                                                    hint="did containerd restart?")
-        return status
+    def wait(self, timeout: Optional[float], pid: int = 0) -> Optional[int]:
+        """The exit status, or None when *timeout* (seconds) passed first. Ctrl-C interrupts.
+
+        With *pid*, only that process's exit counts: events are asynchronous, so a late exit of an
+        earlier task of the same container can still arrive after this one started.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                event = self._exits.get(timeout=remaining)
+            except queue.Empty:
+                return None
+            if event is None:
+                self._exits.put(None)
+                raise self._error or errors.Unavailable(f"event stream for task {self.container_id} ended",
+                                                        hint="did containerd restart?")
+            exited_pid, status = event
+            if not pid or exited_pid == pid:
+                return status
+            log.debug("ignoring the exit of pid %d of %s (waiting for pid %d)", exited_pid, self.process_id, pid)
 
     def close(self) -> None:
         if self._call is not None:

@@ -34,14 +34,13 @@ from ..types import (
 from .exec import with_runtime_reason
 from .fifo import FifoSet, append_to_file, caller_stdio, copy_in_background
 from .filters import parse_filter, task_fields
-from .pb import containers_pb2, snapshots_pb2, snapshots_pb2_grpc, task_pb2, tasks_pb2
+from .pb import containers_pb2, task_pb2, tasks_pb2
 from .runtime_base import RuntimeBase, check_id
 from .spec import to_json_bytes
 from .task_events import ExitWatcher
 
 log = logging.getLogger(__name__)
 
-_KILL_WAIT = 10.0
 _LOG_CHUNK = 1 << 16
 #: While following a log, how often the file is checked for growth (the task's exit is an event).
 _FOLLOW_INTERVAL = 0.1
@@ -162,7 +161,7 @@ class TasksMixin(RuntimeBase):
             if process is None:
                 return
             if process.status not in (task_pb2.STOPPED, task_pb2.CREATED):
-                self.signal_and_wait(container_id, _signal.SIGKILL, _KILL_WAIT, all=True)
+                self.kill_and_wait(container_id)
             self.remove_task(container_id)
         except Exception:
             log.warning("could not remove the task of %s after a failed start", container_id, exc_info=True)
@@ -170,11 +169,9 @@ class TasksMixin(RuntimeBase):
     def _rootfs_mounts(self, record: containers_pb2.Container) -> list[Any]:
         if not record.snapshot_key:
             return []
-        stub = self.client.stub(snapshots_pb2_grpc.SnapshotsStub)
-        resp = self.client.call(
-            stub.Mounts, snapshots_pb2.MountsRequest(snapshotter=record.snapshotter, key=record.snapshot_key),
+        return self.snapshot_mount_list(
+            record.snapshotter, record.snapshot_key,
             what=f"rootfs of container {record.id} (snapshot {record.snapshot_key} in {record.snapshotter})")
-        return list(resp.mounts)
 
     @staticmethod
     def _spec_has_terminal(record: containers_pb2.Container) -> bool:
@@ -240,9 +237,7 @@ class TasksMixin(RuntimeBase):
                 f"container {container_id!r} did not stop within {opts.timeout:g}s of {name}",
                 hint="pass StopTaskOptions(force=True) to kill it, or a longer timeout")
         log.info("container %s ignored %s for %gs: killing it", container_id, name, opts.timeout)
-        _, status = self.signal_and_wait(container_id, _signal.SIGKILL, _KILL_WAIT, all=True)
-        if status is None:
-            raise errors.TaskStopTimeout(f"container {container_id!r} did not exit {_KILL_WAIT:g}s after SIGKILL")
+        self.kill_and_wait(container_id)
 
     def kill_task(self, container_id: str, signal: int = _signal.SIGTERM, *, all: bool = False) -> None:
         """Send *signal* to the task (to every process in it with ``all=True``); does not wait."""
@@ -260,7 +255,7 @@ class TasksMixin(RuntimeBase):
             process = self._require_task(container_id)  # it may have exited before the watch began
             if process.status == task_pb2.STOPPED:
                 return process.exit_status
-            status = watcher.wait(timeout)
+            status = watcher.wait(timeout, pid=process.pid)
         if status is None:
             raise errors.Interrupted(f"container {container_id!r} still running after {timeout:g}s",
                                      hint="wait longer, or stop it")
@@ -276,9 +271,7 @@ class TasksMixin(RuntimeBase):
                 raise errors.FailedPrecondition(
                     f"task of container {container_id!r} is {task_pb2.Status.Name(process.status).lower()}",
                     hint="stop it first, or pass DeleteTaskOptions(force=True)")
-            _, status = self.signal_and_wait(container_id, _signal.SIGKILL, _KILL_WAIT, all=True)
-            if status is None:
-                raise errors.TaskStopTimeout(f"container {container_id!r} did not exit {_KILL_WAIT:g}s after SIGKILL")
+            self.kill_and_wait(container_id)
         self.remove_task(container_id)
 
     def _require_task(self, container_id: str) -> task_pb2.Process:

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Optional
 
+import pytest
+
 from ctr_magic import errors
 from ctr_magic.constants import FIFO_DIR_PREFIX, ROOTFS_PEEK_PREFIX
 from ctr_magic.containerd.pb import snapshots_pb2, snapshots_pb2_grpc, tasks_pb2
@@ -34,6 +36,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def private_tempdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FIFO sets and rootfs peeks of this test go to a directory of its own (import it into a test module).
+
+    The leak checks below then see only this test's directories, not those of another run on the host.
+    """
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmp")))
 
 
 def temp_dirs(prefix: str) -> set[str]:

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tasks_support import Tracker, new_id, our_temp_dirs, snapshot_exists, wait_for
+from google.protobuf import any_pb2
+from tasks_support import (  # noqa: F401  (private_tempdir: an autouse fixture)
+    Tracker,
+    new_id,
+    our_temp_dirs,
+    private_tempdir,
+    snapshot_exists,
+    task_pids,
+    wait_for,
+)
 
 from ctr_magic import errors
-from ctr_magic.constants import LABEL_IMAGE_NAME, SPEC_TYPE_URL
-from ctr_magic.containerd.pb import leases_pb2, leases_pb2_grpc
+from ctr_magic.constants import LABEL_IMAGE_NAME, SPEC_TYPE_URL, TOPIC_TASK_EXIT
+from ctr_magic.containerd.pb import events_pb2, events_pb2_grpc, leases_pb2, leases_pb2_grpc, task_events_pb2
 from ctr_magic.containerd.service import DefaultService
 from ctr_magic.types import (
     ContainerSpec,
@@ -279,11 +289,54 @@ def test_delete_removes_snapshot_unless_asked(svc: DefaultService, made: Tracker
 
 def test_delete_running_needs_force(svc: DefaultService, made: Tracker) -> None:
     cid = made.running()
-    with pytest.raises(errors.FailedPrecondition, match="running task"):
+    with pytest.raises(errors.FailedPrecondition, match="running task") as info:
         svc.delete_container(cid)
+    message = str(info.value)
+    assert cid in message and "stop it first" in message and "force=True" in message and "\n" not in message
     assert svc.get_task_info(cid).status.name == "RUNNING"  # untouched
     svc.delete_container(cid, DeleteContainerOptions(force=True))
     assert not svc.container_exists(cid) and svc.task_process(cid) is None and not snapshot_exists(svc, cid)
+
+
+class LateExits:
+    """Publishes TaskExit events of an earlier task of *container_id* (another pid), over and over.
+
+    Events are asynchronous: an earlier task's exit can reach a new subscriber late. Published
+    through containerd's own Events service, they are what such a late event looks like.
+    """
+
+    def __init__(self, svc: DefaultService, container_id: str) -> None:
+        event = task_events_pb2.TaskExit(container_id=container_id, id=container_id, pid=4_000_000, exit_status=0)
+        self._request = events_pb2.PublishRequest(topic=TOPIC_TASK_EXIT, event=any_pb2.Any(
+            type_url=task_events_pb2.TaskExit.DESCRIPTOR.full_name, value=event.SerializeToString()))
+        self._svc = svc
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        stub = self._svc.client.stub(events_pb2_grpc.EventsStub)
+        while not self._stop.wait(0.001):
+            self._svc.client.call(stub.Publish, self._request, what="publishing a late exit")
+
+    def __enter__(self) -> LateExits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def test_force_delete_waits_for_this_tasks_exit(svc: DefaultService, made: Tracker) -> None:
+    # Many processes make the task take a moment to die after SIGKILL: deleting it before the
+    # shim has seen the exit fails with "cannot delete a running process". A late exit event of
+    # an earlier task must not be taken for this task's exit.
+    for _ in range(3):
+        cid = made.running(["sh", "-c", "for i in $(seq 300); do sleep 1000 & done; wait"])
+        wait_for(lambda c=cid: len(task_pids(svc, c)) > 300, what="the task's processes")
+        with LateExits(svc, cid):
+            svc.delete_container(cid, DeleteContainerOptions(force=True))
+        assert not svc.container_exists(cid) and svc.task_process(cid) is None and not snapshot_exists(svc, cid)
 
 
 def test_delete_with_stopped_task(svc: DefaultService, made: Tracker) -> None:

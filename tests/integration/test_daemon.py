@@ -6,6 +6,8 @@ import hashlib
 import http.client
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -233,33 +235,55 @@ def test_missing_binary_names_the_debian_package(monkeypatch: pytest.MonkeyPatch
 # ----------------------------------------------------------------------------- own environments
 
 
+RUNC_ROOT = Path("/run/containerd/runc")
+
+
+def _ns(prefix: str) -> str:
+    """A namespace name no other test run on this host uses (runc's state dirs are shared by name)."""
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
 def test_down_leaves_no_process_mount_or_socket(make_environment: Callable[..., Environment], tmp_path: Path) -> None:
     env = make_environment()
     info = env.up()
     images = publish_test_images(info.registry_addr, work_dir=tmp_path / "images")
-    ns = "down-test"
+    ns, other = _ns("down"), _ns("other")
     _ctr(info, ns, "images", "pull", "--plain-http", images["busybox"])
     _ctr(info, ns, "run", "-d", images["busybox"], "sleeper", "sleep", "1000")
     # a second namespace, with an exec'd process too
-    _ctr(info, "other", "images", "pull", "--plain-http", images["layers"])
-    _ctr(info, "other", "run", "-d", images["layers"], "sleeper2", "sleep", "1000")
-    _ctr(info, "other", "tasks", "exec", "-d", "--exec-id", "ex1", "sleeper2", "sleep", "1001")
+    _ctr(info, other, "images", "pull", "--plain-http", images["layers"])
+    _ctr(info, other, "run", "-d", images["layers"], "sleeper2", "sleep", "1000")
+    _ctr(info, other, "tasks", "exec", "-d", "--exec-id", "ex1", "sleeper2", "sleep", "1001")
     tasks = _ctr(info, ns, "tasks", "ls")
     assert "RUNNING" in tasks
     shims = _processes_mentioning(f"-address {info.containerd_socket}")
     assert len(shims) == 2
     assert _mounts_under(info.run_dir), "expected the task rootfs to be mounted"
     assert _shim_socket(info, ns, "sleeper").exists()
+    assert (RUNC_ROOT / ns).is_dir() and (RUNC_ROOT / other).is_dir()
     sleeper_pids = _children_of(set(shims))
     assert len(sleeper_pids) == 3  # two container inits and the exec'd process
+    # runc dirs down() must leave: one holding something, one of a namespace this containerd never had
+    kept = _ns("kept")
+    _ctr(info, kept, "namespaces", "create", kept)
+    (RUNC_ROOT / kept).mkdir()
+    (RUNC_ROOT / kept / "something").write_text("not ours to judge\n")
+    stranger = RUNC_ROOT / _ns("stranger")
+    stranger.mkdir()
 
-    t0 = time.monotonic()
-    env.down()
-    assert time.monotonic() - t0 < 20
+    try:
+        t0 = time.monotonic()
+        env.down()
+        assert time.monotonic() - t0 < 20
 
-    _assert_nothing_left(info, [*shims, *sleeper_pids])
-    assert not _shim_socket(info, ns, "sleeper").exists()
-    assert not _shim_socket(info, "other", "sleeper2").exists()
+        _assert_nothing_left(info, [*shims, *sleeper_pids])
+        assert not _shim_socket(info, ns, "sleeper").exists()
+        assert not _shim_socket(info, other, "sleeper2").exists()
+        assert not (RUNC_ROOT / ns).exists() and not (RUNC_ROOT / other).exists()
+        assert (RUNC_ROOT / kept / "something").exists() and stranger.is_dir()
+    finally:
+        shutil.rmtree(RUNC_ROOT / kept, ignore_errors=True)
+        shutil.rmtree(stranger, ignore_errors=True)
     assert env.status() is None
     assert Environment(info.base_dir).status() is None
     env.down()  # harmless when already down
@@ -278,8 +302,9 @@ def test_down_after_containerd_crash_cleans_orphans(
     env = make_environment()
     info = env.up()
     busybox = publish_test_images(info.registry_addr, work_dir=tmp_path / "images")["busybox"]
-    _ctr(info, "crash", "images", "pull", "--plain-http", busybox)
-    _ctr(info, "crash", "run", "-d", busybox, "orphan", "sleep", "1000")
+    ns = _ns("crash")
+    _ctr(info, ns, "images", "pull", "--plain-http", busybox)
+    _ctr(info, ns, "run", "-d", busybox, "orphan", "sleep", "1000")
     shims = list(_processes_mentioning(f"-address {info.containerd_socket}"))
     inits = _children_of(set(shims))
     assert len(shims) == 1 and len(inits) == 1
@@ -291,13 +316,13 @@ def test_down_after_containerd_crash_cleans_orphans(
     assert env.status() is None
     env.down()
     _assert_nothing_left(info, [*shims, *inits])
-    assert not _shim_socket(info, "crash", "orphan").exists()
-    assert not Path("/run/containerd/runc/crash/orphan").exists()
+    assert not _shim_socket(info, ns, "orphan").exists()
+    assert not (RUNC_ROOT / ns).exists(), "known from the shims when containerd cannot be asked"
 
     # containerd's data survived; the same container id can run again
     info2 = env.up()
-    _ctr(info2, "crash", "containers", "rm", "orphan")
-    assert _ctr(info2, "crash", "run", "--rm", busybox, "orphan", "echo", "again").strip() == "again"
+    _ctr(info2, ns, "containers", "rm", "orphan")
+    assert _ctr(info2, ns, "run", "--rm", busybox, "orphan", "echo", "again").strip() == "again"
     env.down()
     _assert_nothing_left(info2)
 

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tasks_support import Tracker, only_init_left, our_temp_dirs, task_pids, wait_for
+from tasks_support import (  # noqa: F401  (private_tempdir: an autouse fixture)
+    Tracker,
+    only_init_left,
+    our_temp_dirs,
+    private_tempdir,
+    task_pids,
+    wait_for,
+)
 
 from ctr_magic import errors
 from ctr_magic.containerd.service import DefaultService

@@ -25,7 +25,7 @@ import pytest
 
 from ctr_magic import errors
 from ctr_magic.containerd.mounts import mount_points
-from ctr_magic.containerd.network import write_default_network_config
+from ctr_magic.containerd.network import default_ipam_dir, network_config_path, write_default_network_config
 from ctr_magic.containerd.service import DefaultService
 from ctr_magic.daemon import EnvironmentInfo, cni_bin_dir
 from ctr_magic.types import (
@@ -228,6 +228,49 @@ def test_container_info_shows_the_ip(svc: DefaultService, net: Net, box: str) ->
     assert {c.id: c.ip for c in svc.list_containers()}[box] == ip
     svc.remove_network(net.request(box))
     assert svc.get_container(box).ip == ""
+
+
+def test_delete_container_removes_its_network(svc: DefaultService, net: Net, test_images: dict[str, str],
+                                              tmp_path: Path, namespace: str) -> None:
+    cid = f"t-{secrets.token_hex(5)}"
+    svc.create_container(CreateContainerRequest(id=cid, image_ref=test_images["busybox"],
+                                                spec=ContainerSpec(cmd=["sleep", "600"])))
+    try:
+        svc.start_container(cid)
+        svc.setup_network(net.request(cid))
+        assert net.allocated() and net.veths()
+        svc.delete_container(cid, DeleteContainerOptions(force=True))  # no remove_network first
+        assert net.allocated() == [] and net.veths() == []
+        assert svc.container_ips() == {}
+        assert not [p for p in mount_points() if p.startswith(str(tmp_path))], "the pinned netns is unmounted"
+        assert not (tmp_path / "data" / namespace / "networks" / cid).exists()
+    finally:
+        try:
+            svc.remove_network(NetworkSetupRequest(cid))
+        finally:
+            if svc.container_exists(cid):
+                svc.delete_container(cid, DeleteContainerOptions(force=True))
+
+
+def test_default_network_keeps_ip_allocations_under_the_data_dir(svc: DefaultService, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    conf_dir = svc.ensure_default_network()
+    assert conf_dir == str(data / "cni" / "net.d")
+    bridge = json.loads(Path(network_config_path(conf_dir)).read_text())["plugins"][0]
+    assert bridge["ipam"]["dataDir"] == str(data / "cni" / "ipam") == default_ipam_dir(str(data))
+
+    # A default network an older version wrote (no dataDir: host-local would use /var/lib/cni) is rewritten.
+    path = Path(network_config_path(conf_dir))
+    legacy = json.loads(path.read_text())
+    del legacy["plugins"][0]["ipam"]["dataDir"]
+    path.write_text(json.dumps(legacy))
+    svc.ensure_default_network()
+    assert json.loads(path.read_text())["plugins"][0]["ipam"]["dataDir"] == str(data / "cni" / "ipam")
+
+    # The service's writer puts the allocations under its data dir too, wherever the config goes.
+    elsewhere = svc.write_default_network_config(str(tmp_path / "other.d"), name="other")
+    assert json.loads(Path(elsewhere).read_text())["plugins"][0]["ipam"]["dataDir"] == str(data / "cni" / "ipam")
+    assert sorted(os.listdir(tmp_path / "other.d")) == ["10-other.conflist"]
 
 
 def test_remove_after_the_task_exited(svc: DefaultService, net: Net, box: str, tmp_path: Path) -> None:

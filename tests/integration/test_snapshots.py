@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import secrets
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -280,6 +281,31 @@ def test_container_on_an_active_snapshot(
     service.delete_container(cid, DeleteContainerOptions(force=True, cleanup_snapshot=False))
     containers.remove(cid)
     assert key in _names(service)
+
+
+def test_user_is_looked_up_in_the_snapshots_own_files(
+    service: DefaultService, test_images: dict[str, str], base: str, containers: list[str], snapshots: list[str]
+) -> None:
+    # The user exists only in the active snapshot's own layer, not in the image's.
+    from ctr_magic.containerd.mounts import mount_snapshot
+
+    key = _key("users")
+    service.prepare_snapshot(SN, key, base)
+    snapshots.append(key)
+    directory, unmount = mount_snapshot(service, SN, key)
+    try:
+        passwd = Path(directory, "etc", "passwd")
+        passwd.parent.mkdir(exist_ok=True)
+        passwd.write_text((passwd.read_text() if passwd.exists() else "") + "handmade:x:4321:4322::/:/bin/sh\n")
+    finally:
+        unmount()
+    cid = f"t-{secrets.token_hex(5)}"
+    service.create_container_from_snapshot(CreateContainerRequest(
+        id=cid, image_ref=test_images["busybox"], snapshot_id=key,
+        spec=ContainerSpec(cmd=["sleep", "600"], user="handmade")))
+    containers.append(cid)
+    service.start_container(cid)
+    assert sh(service, cid, "id -u; id -g") == "4321\n4322\n"
 
 
 def test_create_from_snapshot_failures_leave_nothing(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tasks_support import Tracker, new_id, our_temp_dirs, wait_for
+from tasks_support import Tracker, new_id, our_temp_dirs, private_tempdir, wait_for  # noqa: F401  (autouse)
 
 from ctr_magic import errors
 from ctr_magic.containerd.service import DefaultService

@@ -26,6 +26,7 @@ from ctr_magic.cni import (
     load_network_configs,
 )
 from ctr_magic.containerd.network import default_network_config, write_default_network_config
+from ctr_magic.containerd.runtime_base import default_data_dir
 
 # Records its environment and stdin, then answers like an interface plugin (or passes prevResult on).
 RECORDER = r"""#!/bin/sh
@@ -189,6 +190,18 @@ def test_default_network_config_round_trips(tmp_path: Path) -> None:
 def test_default_network_config_rejects_bad_values(kwargs: dict, match: str) -> None:
     with pytest.raises(errors.InvalidArgument, match=match):
         default_network_config(**kwargs)
+
+
+def test_default_ipam_dir_is_under_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without one, host-local would keep the allocations in the host's /var/lib/cni/networks,
+    # where nothing of ctr-magic ever removes them.
+    monkeypatch.setenv("CTR_MAGIC_HOME", str(tmp_path / "home"))
+    expected = os.path.join(default_data_dir(), "cni", "ipam")
+    assert expected.startswith(str(tmp_path / "home"))
+    assert default_network_config()["plugins"][0]["ipam"]["dataDir"] == expected
+    path = write_default_network_config(str(tmp_path / "net.d"))
+    (net,) = load_network_configs(str(tmp_path / "net.d"))
+    assert net.source == path and net.plugins[0]["ipam"]["dataDir"] == expected
 
 
 def test_write_default_needs_a_dir() -> None:
