@@ -10,10 +10,24 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import TYPE_CHECKING, Optional
 
 import pytest
 
+if TYPE_CHECKING:
+    from ctr_magic.daemon import Environment
+
 _saved: dict[str, object] = {}
+
+
+def _shared_environment() -> Optional[Environment]:
+    """The environment notebooks use (``$CTR_MAGIC_HOME``); None where it cannot even be described."""
+    try:
+        from ctr_magic.daemon import Environment
+
+        return Environment()
+    except Exception:
+        return None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -25,11 +39,18 @@ def pytest_configure(config: pytest.Config) -> None:
     _saved.update(dir=run_tmp, env=os.environ.get("TMPDIR"), tempdir=tempfile.tempdir)
     os.environ["TMPDIR"] = run_tmp
     tempfile.tempdir = run_tmp
+    env = _shared_environment()
+    _saved["shared_env_was_running"] = env is None or env.status() is not None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if not _saved:
         return
+    # A notebook that failed before its `%ctr down` cell leaves the environment it started running.
+    env = _shared_environment()
+    if not _saved["shared_env_was_running"] and env is not None and env.status() is not None:
+        print("\nstopping the private environment a failed notebook left running")
+        env.down()
     tempfile.tempdir = _saved["tempdir"]  # type: ignore[assignment]
     if _saved["env"] is None:
         os.environ.pop("TMPDIR", None)
