@@ -239,16 +239,6 @@ def _follow_until_exit(ctx: Context, container_id: str) -> int:
     return int(ctx.service.wait_task(container_id))
 
 
-def _kill_and_wait(ctx: Context, container_id: str) -> None:
-    """SIGKILL a running task and wait until it has exited (so deleting it cannot race the exit)."""
-    try:
-        task = ctx.service.get_task_info(container_id)
-    except NotFound:
-        return
-    if task.status in (TaskStatus.RUNNING, TaskStatus.PAUSED):
-        ctx.service.stop_container(container_id, StopTaskOptions(signal=signal.SIGKILL, timeout=10.0, force=True))
-
-
 def _stop_now(ctx: Context, container_id: str) -> None:
     with contextlib.suppress(CtrError):
         ctx.service.stop_container(container_id, StopTaskOptions(signal=signal.SIGKILL, timeout=5.0, force=True))
@@ -307,9 +297,6 @@ def rm(ctx: Context, args: Any) -> None:
         mounted = ctx.session.mounts.pop(container_id, None)
         if mounted is not None:
             mounted.unmount()
-        _detach_network(ctx, container_id)
-        if args.force:
-            _kill_and_wait(ctx, container_id)
         ctx.service.delete_container(
             container_id, DeleteContainerOptions(cleanup_snapshot=not args.keep_snapshot, force=args.force)
         )

@@ -341,10 +341,29 @@ def test_mount_is_undone_when_the_extension_unloads(shell: Any, test_images: dic
     shell.run_line_magic("load_ext", "ctr_magic")
 
 
-def test_network_up_and_down(shell: Any, test_images: dict[str, str]) -> None:
+def test_network_up_and_down(shell: Any, test_images: dict[str, str], tmp_path: Any) -> None:
+    # A bridge and subnet of this test's own (CtrMagic.cni_conf_dir), removed at the end.
+    import secrets
+    import subprocess
+
+    from ctr_magic.containerd.network import write_default_network_config
+
+    bridge = f"cmm{secrets.token_hex(3)}"
+    conf_dir = tmp_path / "net.d"
+    write_default_network_config(str(conf_dir), name=bridge, bridge=bridge, subnet="10.213.250.0/24",
+                                 ipam_data_dir=str(tmp_path / "ipam"))
+    ok(shell, f"%config CtrMagic.cni_conf_dir = {str(conf_dir)!r}")
+    try:
+        _network_up_and_down(shell, test_images)
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
+def _network_up_and_down(shell: Any, test_images: dict[str, str]) -> None:
     out = ok(shell, f"%ctr run -d --net --name net-box {test_images['busybox']} -- sleep 600")
     assert "net-box is on the bridge network at " in out
     ip = out.split(" at ")[1].split()[0]
+    assert ip.startswith("10.213.250."), ip  # the test's own network, not the default one
     ok(shell, "ps = %ctr ps")
     assert shell.user_ns["ps"].set_index("id").loc["net-box", "ip"] == ip
     assert ok(shell, "%ctr net down net-box") == "net-box left the bridge network\n"
