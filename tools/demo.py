@@ -76,6 +76,21 @@ def update_in_place(nb: object, path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def print_daemon_facts(socket: str) -> None:
+    """What the daemon itself says: version, namespaces and plugins (proof that we really talk to it)."""
+    import ctr_magic
+
+    with ctr_magic.connect(socket=socket) as svc:
+        version = svc.version()
+        plugins = svc.plugins()
+        print(f"  containerd {version.version} (revision {version.revision}, uuid {version.uuid or '-'})")
+        print(f"  namespaces: {', '.join(svc.namespaces()) or '(none yet)'}")
+        broken = [f"{p.type}/{p.id}" for p in plugins if p.status != "ok"]
+        kinds = sorted({p.type.rsplit(".", 2)[-2] if p.type.count(".") >= 2 else p.type for p in plugins})
+        print(f"  plugins: {len(plugins)} loaded ({', '.join(kinds)})"
+              + (f"; not loaded: {', '.join(broken)}" if broken else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out", help="directory for executed notebooks and HTML (default: out)")
@@ -94,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     already = env.status() is not None
     info = env.up()
     print(f"private containerd at {info.containerd_socket}, registry {info.registry_addr} ({env.base_dir})")
+    print_daemon_facts(info.containerd_socket)
     out_dir = Path(args.out).resolve()
     failed = []
     try:
