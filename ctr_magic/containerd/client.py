@@ -40,6 +40,36 @@ def grpc_target(address: str) -> str:
     return address
 
 
+class CancelScope:
+    """Lets another thread cancel the RPCs a worker runs (e.g. a pull stopping its unpacker)."""
+
+    def __init__(self) -> None:
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._inflight: set[Any] = set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        with self._lock:
+            inflight = list(self._inflight)
+        for future in inflight:
+            future.cancel()
+
+    def track(self, future: Any) -> None:
+        with self._lock:
+            self._inflight.add(future)
+        if self.cancelled:
+            future.cancel()
+
+    def untrack(self, future: Any) -> None:
+        with self._lock:
+            self._inflight.discard(future)
+
+
 class ContainerdClient:
     """Holds one channel; every RPC goes through :meth:`call` so errors map in one place."""
 
@@ -75,16 +105,27 @@ class ContainerdClient:
         timeout: Optional[float] = None,
         lease: str = "",
         namespace: Optional[str] = None,
+        cancel_scope: Optional[CancelScope] = None,
     ) -> Any:
-        """Run a unary RPC; Ctrl-C cancels it; failures become CtrError naming *what*."""
+        """Run a unary RPC; Ctrl-C (or *cancel_scope* from another thread) cancels it; failures become
+        CtrError naming *what*."""
+        if cancel_scope is not None and cancel_scope.cancelled:
+            raise errors.Interrupted(f"{what}: cancelled")
         future = method.future(request, timeout=timeout, metadata=self.metadata(lease, namespace))
+        if cancel_scope is not None:
+            cancel_scope.track(future)
         try:
             return future.result()
         except KeyboardInterrupt:
             future.cancel()
             raise
         except grpc.RpcError as err:
+            if cancel_scope is not None and cancel_scope.cancelled:
+                raise errors.Interrupted(f"{what}: cancelled") from None
             raise map_rpc_error(err, what, self.address) from None
+        finally:
+            if cancel_scope is not None:
+                cancel_scope.untrack(future)
 
     def stream(
         self,

@@ -14,20 +14,16 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Optional
 
-import grpc
-
 from .. import errors
 from ..constants import LABEL_SNAPSHOT_REF, LABEL_UNCOMPRESSED
 from ..registry.manifests import Descriptor
-from .client import ContainerdClient
+from .client import CancelScope, ContainerdClient
 from .content import ContentStore
 from .gclabels import snapshot_label
-from .grpc_errors import map_rpc_error
 from .imagestore import chain_ids
 from .pb import (
     descriptor_pb2,
@@ -62,35 +58,14 @@ class Unpacker:
         self._diff = client.stub(diff_pb2_grpc.DiffStub)
         self._leases = client.stub(leases_pb2_grpc.LeasesStub)
         self._content = ContentStore(client)
-        self._cancelled = threading.Event()
-        self._current: Any = None
-        self._lock = threading.Lock()
+        self._scope = CancelScope()
 
     # -- calls that another thread can cancel ---------------------------------------------------
     def _call(self, method: Any, request: Any, what: str) -> Any:
-        if self._cancelled.is_set():
-            raise errors.Interrupted(f"{what}: cancelled")
-        future = method.future(request, metadata=self._client.metadata(self.lease))
-        with self._lock:
-            self._current = future
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            future.cancel()
-            raise
-        except grpc.RpcError as err:
-            if self._cancelled.is_set():
-                raise errors.Interrupted(f"{what}: cancelled") from None
-            raise map_rpc_error(err, what, self._client.address) from None
-        finally:
-            with self._lock:
-                self._current = None
+        return self._client.call(method, request, what=what, lease=self.lease, cancel_scope=self._scope)
 
     def cancel(self) -> None:
-        self._cancelled.set()
-        with self._lock:
-            if self._current is not None:
-                self._current.cancel()
+        self._scope.cancel()
 
     # -- snapshots ------------------------------------------------------------------------------
     def exists(self, chain_id: str) -> bool:

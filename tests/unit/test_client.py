@@ -57,3 +57,28 @@ def test_public_names_resolve() -> None:
         assert getattr(ctr_magic, name) is not None
     assert str(ctr_magic.TaskStatus.RUNNING) == "running"
     assert [s.value for s in ctr_magic.TaskStatus] == [0, 1, 2, 3, 4]
+
+
+def test_cancel_scope_refuses_new_calls_and_cancels_tracked_ones(tmp_path: Path) -> None:
+    from ctr_magic.containerd.client import CancelScope
+    from ctr_magic.containerd.pb import version_pb2_grpc
+    from ctr_magic.errors import Interrupted
+
+    class Future:
+        cancelled = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    scope = CancelScope()
+    inflight = Future()
+    scope.track(inflight)
+    scope.cancel()
+    assert inflight.cancelled and scope.cancelled
+    late = Future()
+    scope.track(late)  # registered after cancel(): cancelled at once
+    assert late.cancelled
+    client = ContainerdClient(str(tmp_path / "nobody.sock"), "default")
+    stub = client.stub(version_pb2_grpc.VersionStub)
+    with pytest.raises(Interrupted, match="asking for the version: cancelled"):
+        client.call(stub.Version, None, what="asking for the version", cancel_scope=scope)
