@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import logging
 import secrets
 from datetime import datetime, timezone
@@ -42,6 +41,7 @@ from .imagestore import ResolvedImage, chain_ids
 from .ingest import ref_key, write_bytes
 from .leases import Lease
 from .pb import descriptor_pb2, diff_pb2, diff_pb2_grpc, images_pb2, images_pb2_grpc, mount_pb2, task_pb2, tasks_pb2
+from .spec import to_json_bytes
 from .unpack import Unpacker
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,6 @@ def _now() -> str:
 
 def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _json_bytes(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def _pb_mounts(mounts: list[MountInfo]) -> list[mount_pb2.Mount]:
@@ -193,7 +189,7 @@ class Committer:
         created = _now()
         config = new_config(base.config, diff_id, created=created, message=self.message, cmd=self.cmd, env=self.env,
                             created_by=f"ctr-magic commit {self.container_id}")
-        config_bytes = _json_bytes(config)
+        config_bytes = to_json_bytes(config)
         config_media = base.manifest.get("config", {}).get("mediaType") or MEDIA_OCI_CONFIG
         config_desc = Descriptor(media_type=config_media, digest=_digest(config_bytes), size=len(config_bytes))
         top = chain_ids(config["rootfs"]["diff_ids"])[-1]
@@ -208,7 +204,7 @@ class Committer:
             "config": config_desc.to_dict(),
             "layers": [d.to_dict() for d in layers],
         }
-        manifest_bytes = _json_bytes(manifest)
+        manifest_bytes = to_json_bytes(manifest)
         manifest_desc = Descriptor(media_type=manifest_media, digest=_digest(manifest_bytes), size=len(manifest_bytes))
         write_bytes(self.client, ref_key(manifest_media, manifest_desc.digest), manifest_desc.digest, manifest_bytes,
                     lease=lease, labels=children_labels([config_desc, *layers]))

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Optional
 
 from google.protobuf import any_pb2, field_mask_pb2
 
 from .. import errors
+from ..atomicfile import write_text_atomic
 from ..constants import (
     CONTAINER_RESOLV_CONF_NAME,
     CREATE_LEASE_EXPIRY_SECONDS,
     DEFAULT_RUNTIME,
-    LABEL_GC_EXPIRE,
     LABEL_GC_ROOT,
     LABEL_IMAGE_NAME,
     LABEL_STOP_SIGNAL,
@@ -42,7 +41,8 @@ from ..types import (
 )
 from .convert import to_datetime
 from .imagestore import ResolvedImage
-from .pb import containers_pb2, leases_pb2, leases_pb2_grpc, snapshots_pb2, task_pb2
+from .leases import Lease
+from .pb import containers_pb2, snapshots_pb2, task_pb2
 from .rootfs import read_user_files
 from .runtime_base import RuntimeBase, check_id
 from .spec import NoRootfs, build_spec, resolv_conf_text, to_json_bytes
@@ -193,22 +193,6 @@ class ContainersMixin(RuntimeBase):
         except errors.NotFound:
             pass
 
-    def _create_lease(self) -> str:
-        stub = self.client.stub(leases_pb2_grpc.LeasesStub)
-        expires = datetime.now(timezone.utc) + timedelta(seconds=CREATE_LEASE_EXPIRY_SECONDS)
-        lease_id = f"ctr-magic-create-{secrets.token_hex(8)}"
-        self.client.call(stub.Create, leases_pb2.CreateRequest(
-            id=lease_id, labels={LABEL_GC_EXPIRE: expires.strftime("%Y-%m-%dT%H:%M:%SZ")}),
-            what="creating a lease for the new container")
-        return lease_id
-
-    def _delete_lease(self, lease_id: str) -> None:
-        stub = self.client.stub(leases_pb2_grpc.LeasesStub)
-        try:
-            self.client.call(stub.Delete, leases_pb2.DeleteRequest(id=lease_id), what=f"deleting lease {lease_id}")
-        except errors.NotFound:
-            pass
-
     def _create(self, req: CreateContainerRequest, image: ResolvedImage, snapshotter: str, key: str, *,
                 explicit: bool = False, existing: Optional[ExistingSnapshot] = None) -> ContainerInfo:
         """The one way a container is made: lease, root snapshot, spec, record; all undone on failure.
@@ -219,12 +203,12 @@ class ContainersMixin(RuntimeBase):
         undo = _Undo()
         spec_in = req.spec or ContainerSpec()
         try:
-            lease = self._create_lease()
-            undo.add(f"lease {lease}", lambda: self._delete_lease(lease))
+            lease = Lease(self.client, "create", expire=CREATE_LEASE_EXPIRY_SECONDS).create()
+            undo.add(f"lease {lease.id}", lease.delete)
             if existing is None:
-                mounts = self._prepare_from_image(snapshotter, key, image, lease, undo, explicit=explicit)
+                mounts = self._prepare_from_image(snapshotter, key, image, lease.id, undo, explicit=explicit)
             elif existing.committed:
-                mounts = self._prepare_snapshot(snapshotter, key, existing.key, lease, undo)
+                mounts = self._prepare_snapshot(snapshotter, key, existing.key, lease.id, undo)
             else:
                 mounts = self.snapshot_mount_list(snapshotter, key)
             peek = existing is not None or image.top_chain_id  # an image without layers has no files to read
@@ -233,11 +217,11 @@ class ContainersMixin(RuntimeBase):
             resolv = self._write_resolv_conf(req.id, spec_in.dns, undo) if spec_in.dns else ""
             spec = build_spec(namespace=self.namespace, container_id=req.id, image_config=image.runtime_config,
                               container_spec=spec_in, rootfs=rootfs, resolv_conf_path=resolv, image_name=image.name)
-            record = self._create_record(req, image, spec, snapshotter, key, lease, undo)
+            record = self._create_record(req, image, spec, snapshotter, key, lease.id, undo)
         except BaseException:
             undo.run()
             raise
-        self._delete_lease(lease)
+        lease.delete()
         if existing is None:
             log.info("created container %s from %s", req.id, image.name)
         else:
@@ -300,9 +284,7 @@ class ContainersMixin(RuntimeBase):
         undo.add(f"directory {directory}", lambda: self.remove_container_dir(container_id))
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, CONTAINER_RESOLV_CONF_NAME)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(path, 0o644)
+        write_text_atomic(path, text)
         return path
 
     def _create_record(self, req: CreateContainerRequest, image: ResolvedImage, spec: dict[str, Any],

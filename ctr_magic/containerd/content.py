@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any, Optional
 
 from .. import errors
@@ -28,13 +29,21 @@ class ContentStore:
     def exists(self, digest: str) -> bool:
         return self.info(digest) is not None
 
-    def read(self, digest: str, *, what: str = "") -> bytes:
-        chunks = self._client.stream(
+    def chunks(self, digest: str, *, size: int = 0, what: str = "") -> Iterator[bytes]:
+        """Stream the blob's bytes (the first *size* bytes if *size* > 0); closing stops the read."""
+        stream = self._client.stream(
             self._stub.Read,
-            content_pb2.ReadContentRequest(digest=digest),
+            content_pb2.ReadContentRequest(digest=digest, size=size),
             what=what or f"reading content {digest}",
         )
-        return b"".join(chunk.data for chunk in chunks)
+        try:
+            for chunk in stream:
+                yield chunk.data
+        finally:
+            stream.close()  # type: ignore[attr-defined]  (a generator: cancels the RPC)
+
+    def read(self, digest: str, *, size: int = 0, what: str = "") -> bytes:
+        return b"".join(self.chunks(digest, size=size, what=what))
 
     def read_json(self, digest: str, *, what: str = "") -> Any:
         data = self.read(digest, what=what)

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from typing import IO, Any, Optional
+from typing import Any, Optional
 
 from .. import errors
 from ..constants import FIFO_DIR_PREFIX
@@ -391,6 +391,3 @@ class FifoWriter(_FifoEnd):
         self._on_close = lambda: None
         self.close()
 
-
-def writer_or_none(stream: Optional[IO[Any]]) -> Optional[tuple[Sink, Callable[[], None]]]:
-    return make_sink(stream) if stream is not None else None

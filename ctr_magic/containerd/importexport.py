@@ -22,13 +22,13 @@ import logging
 import os
 import posixpath
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import IO, Any, BinaryIO, Optional, Union
 
 from .. import errors
+from ..atomicfile import atomic_output
 from ..constants import (
     INDEX_MEDIA_TYPES,
     MANIFEST_MEDIA_TYPES,
@@ -48,7 +48,7 @@ from .imageinfo import record_image
 from .imagestore import ImageStore
 from .ingest import BlobWriter, ingest, write_bytes
 from .leases import Lease
-from .pb import content_pb2, content_pb2_grpc, images_pb2
+from .pb import images_pb2
 from .unpack import Unpacker
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def _import_name(annotations: dict[str, str], base: str, today: str) -> str:
     return f"import-{today}:{ref}"
 
 
-def _label_tree(client: ContainerdClient, content: ContentStore, desc: Descriptor) -> None:
+def _label_tree(content: ContentStore, desc: Descriptor) -> None:
     """Put children GC labels on an index or manifest (and below), as containerd's import does."""
     if desc.media_type not in INDEX_MEDIA_TYPES | MANIFEST_MEDIA_TYPES or not content.exists(desc.digest):
         return
@@ -206,15 +206,7 @@ def _label_tree(client: ContainerdClient, content: ContentStore, desc: Descripto
         content.set_labels(desc.digest, labels)
     for child in children:
         if child.media_type in INDEX_MEDIA_TYPES | MANIFEST_MEDIA_TYPES:
-            _label_tree(client, content, child)
-
-
-def _first_bytes(client: ContainerdClient, digest: str) -> bytes:
-    """The first bytes of a stored blob (for a blob the tar did not stream because it was stored)."""
-    stub = client.stub(content_pb2_grpc.ContentStub)
-    chunks = client.stream(stub.Read, content_pb2.ReadContentRequest(digest=digest, offset=0, size=8),
-                           what=f"reading content {digest}")
-    return b"".join(chunk.data for chunk in chunks)
+            _label_tree(content, child)
 
 
 def _docker_manifests(client: ContainerdClient, archive: _Archive, lease: str,
@@ -234,7 +226,8 @@ def _docker_manifests(client: ContainerdClient, archive: _Archive, lease: str,
             if path not in archive.blobs:
                 raise errors.InvalidArgument(f"image archive: layer {path!r} named in manifest.json is missing")
             blob = archive.blobs[path]
-            magic = archive.magic.get(path) or _first_bytes(client, blob.digest)
+            # A blob the tar did not stream (it was stored already): read its first bytes.
+            magic = archive.magic.get(path) or ContentStore(client).read(blob.digest, size=8)
             gzipped = magic.startswith(b"\x1f\x8b")
             media_type = MEDIA_DOCKER_LAYER_GZIP if gzipped else MEDIA_DOCKER_LAYER
             layers.append(Descriptor(media_type, blob.digest, blob.size))
@@ -312,7 +305,7 @@ def import_archive(client: ContainerdClient, source: Source, *, name: str = "", 
         done: set[str] = set()
         for image_name, desc in named:
             if desc.digest not in done:
-                _label_tree(client, store.content, desc)
+                _label_tree(store.content, desc)
                 if unpack:
                     _unpack(client, store, desc, snapshotter, lease.id, platform or host_platform())
                 done.add(desc.digest)
@@ -326,11 +319,9 @@ def import_archive(client: ContainerdClient, source: Source, *, name: str = "", 
 class _ContentReader(io.RawIOBase):
     """A read-only file over ``Content.Read`` (streamed, never all in memory)."""
 
-    def __init__(self, client: ContainerdClient, digest: str) -> None:
+    def __init__(self, content: ContentStore, digest: str) -> None:
         super().__init__()
-        stub = client.stub(content_pb2_grpc.ContentStub)
-        self._chunks = client.stream(stub.Read, content_pb2.ReadContentRequest(digest=digest),
-                                     what=f"reading content {digest}")
+        self._chunks = content.chunks(digest)
         self._buffer = memoryview(b"")
 
     def readable(self) -> bool:
@@ -341,16 +332,14 @@ class _ContentReader(io.RawIOBase):
             chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
-            self._buffer = memoryview(chunk.data)
+            self._buffer = memoryview(chunk)
         n = min(len(b), len(self._buffer))
         b[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
         return n
 
     def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
+        self._chunks.close()
         super().close()
 
 
@@ -431,7 +420,7 @@ def _write_tar(client: ContainerdClient, store: ImageStore, records: list[images
             info = tarfile.TarInfo(_blob_path(digest))
             info.size = size
             info.mode = 0o444
-            with contextlib.closing(_ContentReader(client, digest)) as reader:
+            with contextlib.closing(_ContentReader(store.content, digest)) as reader:
                 tar.addfile(info, io.BufferedReader(reader, _CHUNK))
         _add_bytes(tar, "index.json", json.dumps(index, separators=(",", ":")).encode())
         if docker:
@@ -444,14 +433,5 @@ def export_archive(client: ContainerdClient, records: list[images_pb2.Image], de
     if not isinstance(dest, (str, os.PathLike)):
         _write_tar(client, store, records, dest)
         return
-    path = os.fspath(dest)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ctr-magic-export-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _write_tar(client, store, records, out)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_output(os.fspath(dest), binary=True) as out:
+        _write_tar(client, store, records, out)

@@ -24,17 +24,10 @@ from ..registry.manifests import select_manifest
 from ..types import LayerProgress
 from .client import ContainerdClient
 from .content import ContentStore
-from .pb import content_pb2, content_pb2_grpc, images_pb2
+from .pb import images_pb2
 from .progress import DONE, EXISTS, UPLOADING, WAITING, ProgressReporter
 
 log = logging.getLogger(__name__)
-
-
-def iter_content(client: ContainerdClient, digest: str) -> Iterator[bytes]:
-    stub = client.stub(content_pb2_grpc.ContentStub)
-    for chunk in client.stream(stub.Read, content_pb2.ReadContentRequest(digest=digest),
-                               what=f"reading content {digest}"):
-        yield chunk.data
 
 
 class PushJob:
@@ -50,12 +43,15 @@ class PushJob:
         self.reporter = ProgressReporter(str(target), progress)
         self.cancel = threading.Event()
 
-    def _read(self, desc: Descriptor) -> bytes:
+    def _require_stored(self, desc: Descriptor) -> None:
         if not self.content.exists(desc.digest):
             raise errors.FailedPrecondition(
                 f"cannot push {self.record.name}: blob {desc.digest} is not in the content store",
                 hint="pull the image again before pushing it",
             )
+
+    def _read(self, desc: Descriptor) -> bytes:
+        self._require_stored(desc)
         return self.content.read(desc.digest)
 
     def _plan(self) -> tuple[Descriptor, list[tuple[Descriptor, bytes]], list[Descriptor]]:
@@ -94,15 +90,11 @@ class PushJob:
         if registry.blob_exists(repo, desc.digest):
             self.reporter.post(desc.digest, desc.media_type, EXISTS, desc.size, desc.size)
             return
-        if not self.content.exists(desc.digest):
-            raise errors.FailedPrecondition(
-                f"cannot push {self.record.name}: blob {desc.digest} is not in the content store",
-                hint="pull the image again before pushing it",
-            )
+        self._require_stored(desc)
 
         def chunks() -> Iterator[bytes]:
             sent = 0
-            for chunk in iter_content(self.client, desc.digest):
+            for chunk in self.content.chunks(desc.digest):
                 if self.cancel.is_set():
                     raise errors.Interrupted(f"pushing {desc.digest}: cancelled")
                 sent += len(chunk)

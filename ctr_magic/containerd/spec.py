@@ -30,6 +30,7 @@ from typing import Any, Optional, Protocol
 
 from .. import errors
 from ..constants import CONTAINER_RESOLV_CONF_NAME, DEFAULT_PATH_ENV
+from ..hosthelpers import CONTAINER_RESOLV_CONF
 from ..types import ContainerSpec, MountSpec
 
 OCI_VERSION = "1.0.2-dev"
@@ -93,7 +94,6 @@ _DEFAULT_CHAR_DEVICES: tuple[tuple[int, Optional[int]], ...] = (
 )
 
 NOFILE_LIMIT = 1024
-CONTAINER_RESOLV_CONF = "/etc/resolv.conf"
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 

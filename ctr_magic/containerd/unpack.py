@@ -34,6 +34,7 @@ from .pb import (
     snapshots_pb2,
     snapshots_pb2_grpc,
 )
+from .progress import UNPACKED, UNPACKING
 
 log = logging.getLogger(__name__)
 
@@ -201,10 +202,10 @@ class Unpacker:
                 wait_for(i)
             if not self.present(chains[i]):
                 if on_layer is not None:
-                    on_layer(i, "unpacking")
+                    on_layer(i, UNPACKING)
                 self._apply_layer(layer, chains[i - 1] if i else "", chains[i], diff_ids[i])
             if on_layer is not None:
-                on_layer(i, "unpacked")
+                on_layer(i, UNPACKED)
         top = chains[-1] if chains else ""
         if top:
             self.finish(config_digest, top)

@@ -105,15 +105,8 @@ class RegistryClient:
         self.options = options or RegistryOptions()
         self.retry = retry or RetryPolicy(attempts=max(1, self.options.max_attempts))
         self._cache = cache or ClientCache()
-        local = is_local_host(host)
-        self._http = httpx.Client(
-            verify=self._cache.ssl_context(host, self.options.ca_file),
-            timeout=httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout),
-            headers={"User-Agent": USER_AGENT},
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
-            trust_env=not local,
-            follow_redirects=True,
-        )
+        self._http = self._new_http(limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+                                    trust_env=not is_local_host(host))
         self._token_http: Optional[httpx.Client] = None
         self.auth = RegistryAuth(host, self.options, self._load_credentials, self._token_client)
         self._base = ""
@@ -123,6 +116,15 @@ class RegistryClient:
         return f"RegistryClient(host={self.host!r}, base={self._base or 'not probed'!r})"
 
     # -- plumbing -------------------------------------------------------------------------------
+    def _new_http(self, **extra: Any) -> httpx.Client:
+        return httpx.Client(
+            verify=self._cache.ssl_context(self.host, self.options.ca_file),
+            timeout=httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=True,
+            **extra,
+        )
+
     def _load_credentials(self) -> Optional[Credentials]:
         for key in (self.host, host_name(self.host)):
             if key in self.options.credentials:
@@ -131,12 +133,7 @@ class RegistryClient:
 
     def _token_client(self) -> httpx.Client:
         if self._token_http is None:
-            self._token_http = httpx.Client(
-                verify=self._cache.ssl_context(self.host, self.options.ca_file),
-                timeout=httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout),
-                headers={"User-Agent": USER_AGENT},
-                follow_redirects=True,
-            )
+            self._token_http = self._new_http()
         return self._token_http
 
     def close(self) -> None:
@@ -171,9 +168,12 @@ class RegistryClient:
             self._cache.forget_base(self.host)
             return False
         with closing(response):
-            if response.status_code == 401:
-                self.auth.learn(parse_www_authenticate(response.headers.get_list("www-authenticate")))
+            self._learn_challenge(response)
             return response.status_code in (200, 401, 404)
+
+    def _learn_challenge(self, response: httpx.Response) -> None:
+        if response.status_code == 401:
+            self.auth.learn(parse_www_authenticate(response.headers.get_list("www-authenticate")))
 
     def _probe(self) -> str:
         """``GET /v2/`` over HTTPS, then plain HTTP where allowed; learn the auth challenge on the way."""
@@ -189,9 +189,8 @@ class RegistryClient:
                     continue
                 break
             with closing(response):
-                if response.status_code == 401:
-                    self.auth.learn(parse_www_authenticate(response.headers.get_list("www-authenticate")))
-                elif response.status_code not in (200, 404):
+                self._learn_challenge(response)
+                if response.status_code not in (200, 401, 404):
                     raise errors.Unavailable(
                         f"registry {self.host} answered HTTP {response.status_code} to its API check (/v2/)"
                     )
