@@ -38,15 +38,13 @@ from . import errors
 from .constants import DEFAULT_STOP_TIMEOUT, SOCKTAINER_BINARY, SOCKTAINER_SOCKET, SOCKTAINER_START_TIMEOUT
 from .docker.api import EngineAPI
 from .docker.convert import task_status
-from .docker.service import DockerService, signal_name
+from .docker.service import KILL_WAIT, LIVE_STATUSES, DockerService, signal_name
 from .service import SERVICE_METHODS
-from .types import DeleteContainerOptions, DeleteTaskOptions, StopTaskOptions, TaskStatus
+from .types import DeleteContainerOptions, DeleteTaskOptions, StopTaskOptions
 
 log = logging.getLogger(__name__)
 
-_LIVE = (TaskStatus.RUNNING, TaskStatus.PAUSED)
 _PING_TIMEOUT = 2.0
-_KILL_WAIT = 30.0
 
 
 @dataclass
@@ -244,7 +242,7 @@ class AppleService(DockerService):
     def stop_container(self, container_id: str, opts: Optional[StopTaskOptions] = None) -> None:
         opts = opts or StopTaskOptions()
         data = self._resolve(container_id)
-        if task_status(data.get("State")) not in _LIVE:
+        if task_status(data.get("State")) not in LIVE_STATUSES:
             return
         cid = data["Id"]
         timeout = DEFAULT_STOP_TIMEOUT if opts.timeout is None else opts.timeout
@@ -257,7 +255,7 @@ class AppleService(DockerService):
             log.debug("stop of %s failed (%s): killing it", container_id, exc)
             with contextlib.suppress(errors.FailedPrecondition):
                 self.api.container_kill(cid, "SIGKILL")
-        if task_status(self.api.container_inspect(cid).get("State")) not in _LIVE:
+        if task_status(self.api.container_inspect(cid).get("State")) not in LIVE_STATUSES:
             return
         self._escalate_stop(cid, container_id, f"{seconds}s of {signal_name(opts.signal)}", opts.force)
 
@@ -268,10 +266,10 @@ class AppleService(DockerService):
 
     def delete_task(self, container_id: str, opts: Optional[DeleteTaskOptions] = None) -> None:
         data = self._resolve(container_id)
-        if opts is not None and opts.force and task_status(data.get("State")) in _LIVE:
+        if opts is not None and opts.force and task_status(data.get("State")) in LIVE_STATUSES:
             with contextlib.suppress(errors.FailedPrecondition):
                 self.api.container_kill(data["Id"], "SIGKILL")
-            self._wait_stopped(data["Id"], _KILL_WAIT)
+            self._wait_stopped(data["Id"], KILL_WAIT)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -45,6 +45,7 @@ from ctr_magic.constants import (
     CNI_BIN_DIRS,
     DEFAULT_RUNTIME,
     DEFAULT_SNAPSHOTTER,
+    ENV_DOCKER_HOST,
     ENV_HOME,
     ENV_REGISTRY,
     ENV_SOCKET,
@@ -133,12 +134,18 @@ def _read_cmdline(pid: int) -> list[str] | None:
     return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]] if raw else []
 
 
-def _proc_state(pid: int) -> str | None:
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rpartition(")")[2].split()[0]
+    return stat.rpartition(")")[2].split()
+
+
+def _proc_state(pid: int) -> str | None:
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
 
 
 def _alive(pid: int | None) -> bool:
@@ -175,12 +182,8 @@ def _children_of(pids: set[int]) -> list[int]:
     found = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            try:
-                stat = Path(f"/proc/{entry.name}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rpartition(")")[2].split()[1])
-            if ppid in pids:
+            fields = _stat_fields(entry.name)
+            if fields and int(fields[1]) in pids:
                 found.append(int(entry.name))
     return found
 
@@ -310,7 +313,7 @@ class EnvironmentInfo:
         """Environment variables pointing clients at this environment."""
         out = {ENV_SOCKET: self.containerd_socket, ENV_REGISTRY: self.registry_addr, ENV_HOME: self.base_dir}
         if self.docker_host:
-            out["DOCKER_HOST"] = self.docker_host
+            out[ENV_DOCKER_HOST] = self.docker_host
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Optional
 
 from . import errors
-from .constants import ENV_HOME
 from .imagebuild import DEFAULT_PATH, Dir, Entry, ImageConfig, OCILayout, StreamFile, Symlink, host_platform, publish
 
 log = logging.getLogger(__name__)
@@ -65,9 +64,9 @@ class DebianImage:
 
 
 def _home() -> Path:
-    from .daemon import default_base_dir
+    from .daemon import default_base_dir  # reads $CTR_MAGIC_HOME
 
-    return Path(os.environ.get(ENV_HOME) or default_base_dir())
+    return default_base_dir()
 
 
 def _source_entries(text: str, deb822: bool) -> Iterator[tuple[str, list[str]]]:
@@ -126,11 +125,9 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _debootstrap(target: Path, suite: str, packages: Sequence[str], mirror: str) -> None:
-    binary = shutil.which("debootstrap", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    if not binary:
-        raise errors.Unavailable(
-            "debootstrap not found", hint="install the Debian package debootstrap (apt-get install -y debootstrap)"
-        )
+    from .daemon import find_binary
+
+    binary = find_binary("debootstrap")
     if os.geteuid() != 0:
         raise errors.FailedPrecondition("building the Debian image needs root (debootstrap)")
     cmd = [binary, "--variant=minbase", f"--include={','.join(packages)}", suite, str(target), mirror]

@@ -285,6 +285,12 @@ def _json_bytes(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _index_bytes(manifests: Sequence[Descriptor]) -> bytes:
+    """An OCI image index over *manifests* (an index blob, or a layout's index.json)."""
+    doc = {"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": [m.to_dict() for m in manifests]}
+    return _json_bytes(doc)
+
+
 # --------------------------------------------------------------------------- streaming
 
 
@@ -414,9 +420,7 @@ class OCILayout:
             gz.close()
             f.close()
             target = self.blob_path(compressed.digest)
-            if target.exists():
-                os.unlink(tmp)
-            else:
+            if not target.exists():  # else the same blob is there already; _temp_blob removes tmp
                 os.replace(tmp, target)
         desc = Descriptor(MEDIA_OCI_LAYER_GZIP, compressed.digest, compressed.size)
         log.debug(
@@ -465,12 +469,7 @@ class OCILayout:
 
     def add_index(self, manifests: Sequence[Descriptor]) -> Descriptor:
         """Write an image index blob over ``manifests`` (each should carry a platform)."""
-        index = {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_OCI_INDEX,
-            "manifests": [m.to_dict() for m in manifests],
-        }
-        return self.write_blob(_json_bytes(index), MEDIA_OCI_INDEX)
+        return self.write_blob(_index_bytes(manifests), MEDIA_OCI_INDEX)
 
     # ---- index.json
 
@@ -479,9 +478,8 @@ class OCILayout:
         return [Descriptor.from_dict(m) for m in doc.get("manifests", [])]
 
     def _write_index_json(self, manifests: list[Descriptor]) -> None:
-        doc = {"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": [m.to_dict() for m in manifests]}
         tmp = self.path / ".index.json.tmp"
-        tmp.write_bytes(_json_bytes(doc))
+        tmp.write_bytes(_index_bytes(manifests))
         os.replace(tmp, self.path / "index.json")
 
     def tag(self, descriptor: Descriptor, tag: str) -> BuiltImage:
@@ -710,12 +708,9 @@ def large_random_image(
 
 
 def skopeo_path() -> str:
-    found = shutil.which("skopeo")
-    if not found:
-        raise errors.Unavailable(
-            "skopeo not found", hint="install the Debian package skopeo (apt-get install -y skopeo)"
-        )
-    return found
+    from .daemon import find_binary  # lazily: the daemon module is not needed to build images
+
+    return find_binary("skopeo")
 
 
 _ACCEPT = ", ".join([MEDIA_OCI_MANIFEST, MEDIA_OCI_INDEX, MEDIA_DOCKER_MANIFEST, MEDIA_DOCKER_MANIFEST_LIST])

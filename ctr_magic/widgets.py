@@ -210,7 +210,7 @@ def progress_display(mode: str, title: str, shell: Any = None) -> ProgressDispla
     """``auto``: bars in a kernel when ipywidgets is installed, else text; ``widgets``/``text``/``none``."""
     if mode == "none":
         return NullProgress()
-    if mode in ("auto", "widgets") and (mode == "widgets" or in_kernel(shell)):
+    if mode == "widgets" or (mode == "auto" and in_kernel(shell)):
         try:
             return WidgetProgress(title)
         except ImportError:

@@ -38,6 +38,11 @@ _PIPE_SIZE = 1 << 20
 _HOLD_MAX = 4096
 
 
+def _exited(info: dict[str, Any]) -> bool:
+    """Has the daemon recorded the exit of the exec that *info* (exec inspect) describes?"""
+    return not info.get("Running") and info.get("ExitCode") is not None
+
+
 class ExecProcess:
     """A started exec: ``pump()`` its output into sinks, then ``exit_code()``."""
 
@@ -131,7 +136,7 @@ class ExecProcess:
                 info = self.api.exec_inspect(self.exec_id)
             except errors.CtrError:
                 continue
-            exited = not info.get("Running") and info.get("ExitCode") is not None
+            exited = _exited(info)
             idle = time.monotonic() - self._last_data
             if exited and self._in_recv and idle >= (self.hang_grace or 0.0):
                 log.debug("exec %s exited but its stream stayed open; ending the stream", self.exec_id[:12])
@@ -159,7 +164,7 @@ class ExecProcess:
         delay = 0.001
         while True:
             info = self.api.exec_inspect(self.exec_id)
-            if not info.get("Running") and info.get("ExitCode") is not None:
+            if _exited(info):
                 return info
             if time.monotonic() >= deadline:
                 return None
@@ -220,7 +225,7 @@ class ExecProcess:
         delay = 0.005
         while True:
             info = self.api.exec_inspect(self.exec_id)
-            if not info.get("Running") and info.get("ExitCode") is not None:
+            if _exited(info):
                 return None
             if info.get("Pid") or time.monotonic() >= deadline:
                 return info

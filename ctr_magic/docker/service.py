@@ -74,8 +74,8 @@ log = logging.getLogger(__name__)
 # Docker's container name rule.
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
 _HEX = re.compile(r"[0-9a-f]+\Z")
-_LIVE = (TaskStatus.RUNNING, TaskStatus.PAUSED)
-_KILL_WAIT = 30.0  # how long to wait for the exit after SIGKILL
+LIVE_STATUSES = (TaskStatus.RUNNING, TaskStatus.PAUSED)
+KILL_WAIT = 30.0  # how long to wait for the exit after SIGKILL
 _SIZE_SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
@@ -315,7 +315,6 @@ class DockerService:
     # -- tasks --------------------------------------------------------------------------------------
     def start_container(self, container_id: str, opts: Optional[StartTaskOptions] = None) -> None:
         opts = opts or StartTaskOptions()
-        target = self._target(container_id)
         if opts.log_path:
             log.debug("container %s: Docker keeps the log itself (logs() reads it)", container_id)
         if opts.terminal or opts.use_stdio:
@@ -329,12 +328,14 @@ class DockerService:
                 )
             if opts.use_stdio:
                 _attach_stdio(self.api, target, container_id, tty)
+        else:
+            target = self._target(container_id)  # one inspect at most (hex-only names)
         self.api.container_start(target)
 
     def stop_container(self, container_id: str, opts: Optional[StopTaskOptions] = None) -> None:
         opts = opts or StopTaskOptions()
         data = self._resolve(container_id)
-        if task_status(data.get("State")) not in _LIVE:
+        if task_status(data.get("State")) not in LIVE_STATUSES:
             return
         cid = data["Id"]
         timeout = DEFAULT_STOP_TIMEOUT if opts.timeout is None else opts.timeout
@@ -354,26 +355,26 @@ class DockerService:
             )
         with contextlib.suppress(errors.FailedPrecondition):
             self.api.container_kill(cid, "SIGKILL")
-        if not self._wait_stopped(cid, _KILL_WAIT):
-            raise errors.TaskStopTimeout(f"container {container_id} did not stop within {_KILL_WAIT:g}s of SIGKILL")
+        if not self._wait_stopped(cid, KILL_WAIT):
+            raise errors.TaskStopTimeout(f"container {container_id} did not stop within {KILL_WAIT:g}s of SIGKILL")
 
     def _wait_stopped(self, cid: str, timeout: float) -> bool:
         try:
             self.api.container_wait(cid, condition="not-running", timeout=max(timeout, 0.001))
             return True
         except errors.Interrupted:
-            return task_status(self.api.container_inspect(cid).get("State")) not in _LIVE
+            return task_status(self.api.container_inspect(cid).get("State")) not in LIVE_STATUSES
 
     def delete_task(self, container_id: str, opts: Optional[DeleteTaskOptions] = None) -> None:
         opts = opts or DeleteTaskOptions()
         data = self._resolve(container_id)
-        if task_status(data.get("State")) not in _LIVE:
+        if task_status(data.get("State")) not in LIVE_STATUSES:
             return  # Docker keeps no task object to delete
         if not opts.force:
             raise errors.FailedPrecondition(
                 f"the task of container {container_id} is running", hint="stop it first, or use force=True"
             )
-        self.stop_container(container_id, StopTaskOptions(signal=int(_signal.SIGKILL), timeout=_KILL_WAIT,
+        self.stop_container(container_id, StopTaskOptions(signal=int(_signal.SIGKILL), timeout=KILL_WAIT,
                                                           force=True))
 
     def get_task_info(self, container_id: str) -> TaskInfo:
@@ -480,9 +481,7 @@ class DockerService:
         err = WriterSink(req.stderr if req.stderr is not None else (sys.stderr if req.use_stdio else None))
         try:
             if req.stdin is not None:
-                feeder = threading.Thread(target=feed_stdin, args=(process.conn, req.stdin),
-                                          name=f"exec-stdin-{process.exec_id[:8]}", daemon=True)
-                feeder.start()
+                feeder = _start_feeder(process, req.stdin)
             process.pump(out, err)
             if isinstance(process.error, KeyboardInterrupt):
                 raise process.error
@@ -504,8 +503,7 @@ class DockerService:
         process = self._exec(container_id, req, attach_stdin=True)
         session = streaming_session(process)
         if req.stdin is not None:
-            threading.Thread(target=feed_stdin, args=(process.conn, req.stdin),
-                             name=f"exec-stdin-{process.exec_id[:8]}", daemon=True).start()
+            _start_feeder(process, req.stdin)
         return session
 
     # -- network ------------------------------------------------------------------------------------
@@ -617,6 +615,14 @@ def _size(value: str, where: str) -> int:
     if not match:
         raise errors.InvalidArgument(f"tmpfs size {value!r} on {where} is not a size", hint="e.g. size=64m")
     return int(match.group(1)) * _SIZE_SUFFIX[match.group(2)]
+
+
+def _start_feeder(process: ExecProcess, stdin: Any) -> threading.Thread:
+    """A daemon thread writing *stdin* into the exec's connection, then half-closing it."""
+    feeder = threading.Thread(target=feed_stdin, args=(process.conn, stdin),
+                              name=f"exec-stdin-{process.exec_id[:8]}", daemon=True)
+    feeder.start()
+    return feeder
 
 
 def _attach_stdio(api: EngineAPI, cid: str, name: str, tty: bool) -> None:

@@ -49,6 +49,16 @@ class Transport:
             raise errors.Unavailable(f"the connection to {self.daemon} at {self.socket_path} was closed",
                                      hint="connect again")
 
+    @contextlib.contextmanager
+    def _mapped_errors(self, what: str) -> Iterator[None]:
+        """httpx's timeout and transport errors as CtrError (Interrupted, Unavailable)."""
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise errors.Interrupted(f"{what}: no answer from {self.daemon} in time ({exc})") from None
+        except httpx.TransportError as exc:
+            raise unavailable(self.socket_path, exc, daemon=self.daemon) from None
+
     def _timeout(self, timeout: Any) -> httpx.Timeout:
         value = self.timeout if timeout is _UNSET else timeout
         return httpx.Timeout(value, connect=_CONNECT_TIMEOUT)
@@ -67,12 +77,8 @@ class Transport:
     ) -> httpx.Response:
         """Send one request; a status >= 400 not listed in *ok* raises the mapped CtrError."""
         self._check_open()
-        try:
+        with self._mapped_errors(what):
             resp = self._client.request(method, path, params=params, json=body, timeout=self._timeout(timeout))
-        except httpx.TimeoutException as exc:
-            raise errors.Interrupted(f"{what}: no answer from {self.daemon} in time ({exc})") from None
-        except httpx.TransportError as exc:
-            raise unavailable(self.socket_path, exc, daemon=self.daemon) from None
         if resp.status_code >= 400 and resp.status_code not in ok:
             raise error_for(resp.status_code, message_of(resp.content), what=what, kind=kind)
         return resp
@@ -91,17 +97,12 @@ class Transport:
     ) -> Iterator[httpx.Response]:
         """A streamed response (pull progress, logs, events); no read timeout unless given."""
         self._check_open()
-        try:
-            with self._client.stream(
-                method, path, params=params, json=body, timeout=self._timeout(timeout)
-            ) as resp:
-                if resp.status_code >= 400:
-                    raise error_for(resp.status_code, message_of(resp.read()), what=what, kind=kind)
-                yield resp
-        except httpx.TimeoutException as exc:
-            raise errors.Interrupted(f"{what}: no answer from {self.daemon} in time ({exc})") from None
-        except httpx.TransportError as exc:
-            raise unavailable(self.socket_path, exc, daemon=self.daemon) from None
+        with self._mapped_errors(what), self._client.stream(
+            method, path, params=params, json=body, timeout=self._timeout(timeout)
+        ) as resp:
+            if resp.status_code >= 400:
+                raise error_for(resp.status_code, message_of(resp.read()), what=what, kind=kind)
+            yield resp
 
     def hijack(self, path: str, body: Any, *, what: str, kind: str = "") -> HijackedConnection:
         """POST *path* asking for an upgrade; return the raw two-way stream that follows."""

@@ -73,7 +73,8 @@ def _default_name(image: str) -> str:
     return f"{base}-{secrets.token_hex(3)}"
 
 
-def _strip_dashes(cmd: list[str]) -> list[str]:
+def strip_dashes(cmd: list[str]) -> list[str]:
+    """The command after an optional leading ``--``."""
     return cmd[1:] if cmd[:1] == ["--"] else cmd
 
 
@@ -82,7 +83,7 @@ def build_request(args: Any) -> CreateContainerRequest:
     parse_reference(args.image)
     name = argtypes.check_id(args.name) if args.name else _default_name(args.image)
     spec = ContainerSpec(
-        cmd=_strip_dashes(list(args.cmd)),
+        cmd=strip_dashes(list(args.cmd)),
         env=argtypes.parse_env(args.env),
         work_dir=args.workdir,
         user=args.user,
@@ -100,7 +101,7 @@ def _create(ctx: Context, req: CreateContainerRequest, from_snapshot: str = "") 
     service = ctx.service
     if not from_snapshot:
         return service.create_container(req)
-    snapshotter = getattr(service, "snapshotter", "") or "overlayfs"
+    snapshotter = ctx.snapshotter
     service.prepare_snapshot(snapshotter, req.id, from_snapshot)
     try:
         return service.create_container_from_snapshot(
@@ -206,15 +207,10 @@ def run(ctx: Context, args: Any) -> None:
         code = _follow_until_exit(ctx, container_id)
     except KeyboardInterrupt:
         _stop_now(ctx, container_id)
-        if args.rm:
-            _discard(ctx, container_id, network=args.net)
         raise Interrupted(f"interrupted: killed {container_id}" + (" and removed it" if args.rm else "")) from None
-    except BaseException:
+    finally:
         if args.rm:
             _discard(ctx, container_id, network=args.net)
-        raise
-    if args.rm:
-        _discard(ctx, container_id, network=args.net)
     report_exit(ctx, container_id, code, args.check)
 
 

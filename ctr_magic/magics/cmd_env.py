@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from ..connect import BACKENDS
-from ..constants import BACKEND_CONTAINERD, BACKEND_DOCKER
+from ..constants import BACKEND_CONTAINERD, BACKEND_DOCKER, DEFAULT_NAMESPACE, ENV_BACKEND, ENV_NAMESPACE
 from ..errors import InvalidArgument
 from . import imageref
 from .context import Context
@@ -32,9 +32,9 @@ def use(ctx: Context, args: Any) -> None:
             changed = True
     if changed:
         ctx.session.service  # noqa: B018  (connect now so a bad backend fails here, not later)
-    backend = magic.backend or os.environ.get("CTR_MAGIC_BACKEND") or BACKEND_CONTAINERD
+    backend = magic.backend or os.environ.get(ENV_BACKEND) or BACKEND_CONTAINERD
     socket = magic.socket or _effective_socket(backend)
-    namespace = magic.namespace or os.environ.get("CTR_MAGIC_NAMESPACE") or "default"
+    namespace = magic.namespace or os.environ.get(ENV_NAMESPACE) or DEFAULT_NAMESPACE
     ctx.say(f"backend {backend}, socket {socket}" + (f", namespace {namespace}" if backend == "containerd" else ""))
 
 
@@ -73,9 +73,10 @@ def up(ctx: Context, args: Any) -> Any:
     ctx.session.environment = env
     ctx.session.started_environment = ctx.session.started_environment or started
     magic = ctx.magic
-    if (magic.backend or BACKEND_CONTAINERD) == BACKEND_DOCKER and info.dockerd_socket:
+    backend = magic.backend or BACKEND_CONTAINERD
+    if backend == BACKEND_DOCKER and info.dockerd_socket:
         magic.socket = info.dockerd_socket
-    elif (magic.backend or BACKEND_CONTAINERD) == BACKEND_CONTAINERD:
+    elif backend == BACKEND_CONTAINERD:
         magic.socket = info.containerd_socket
     version = ctx.service.version()
     ctx.say(
@@ -89,11 +90,7 @@ def up(ctx: Context, args: Any) -> Any:
 @argument("--force", action="store_true", help="stop it even if it was running before this session")
 def down(ctx: Context, args: Any) -> None:
     """Stop the private containerd and registry: every task is killed and everything unmounted."""
-    env = ctx.session.environment
-    if env is None:
-        from ..daemon import Environment
-
-        env = Environment()
+    env = _environment("", ctx)
     if not ctx.session.started_environment and not args.force:
         ctx.say(f"leaving the environment in {env.base_dir} running (this session did not start it; --force stops it)")
         return

@@ -9,7 +9,7 @@ from typing import Any, Optional
 from ..errors import Interrupted, InvalidArgument
 from ..types import ExecTaskRequest
 from . import argtypes
-from .cmd_containers import report_exit, shown
+from .cmd_containers import report_exit, shown, strip_dashes
 from .context import Context
 from .parsing import CELL_OPTIONAL, argument, command
 from .streams import Collector, TextSink, pump
@@ -32,7 +32,7 @@ def exec_(ctx: Context, args: Any) -> None:
     (stderr in red); the stop button kills the process. A non-zero exit prints one line,
     or fails the cell with --check. In `%%ctr exec ID -- CMD` the cell body is CMD's stdin.
     """
-    cmd = list(args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd)
+    cmd = strip_dashes(list(args.cmd))
     if not cmd:
         raise InvalidArgument("no command given", hint=f"e.g. %ctr exec {args.id} -- ls /")
     if args.binary and not args.output:

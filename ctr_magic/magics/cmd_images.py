@@ -92,15 +92,8 @@ def export(ctx: Context, args: Any) -> None:
 @argument("-q", "--quiet", action="store_true", help="no progress display")
 def push(ctx: Context, args: Any) -> None:
     """Push an image; blobs the registry has already are skipped."""
-    from ..widgets import progress_display
-
     target = args.dest or args.ref
-    display = progress_display("none" if args.quiet else ctx.magic.progress, f"push {target}", ctx.shell)
-    started = time.monotonic()
-    try:
+    with imageref.progress(ctx, f"push {target}", quiet=args.quiet) as display:
+        started = time.monotonic()
         digest = ctx.service.push_image(args.ref, dest=args.dest, progress=display)
-    except BaseException:
-        display.finish(ok=False)
-        raise
-    display.finish(ok=True)
     ctx.say(f"pushed {target} {imageref.short_digest(str(digest))} in {time.monotonic() - started:.1f}s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from ..constants import LABEL_CHECKPOINT_CONTAINER, LABEL_CHECKPOINT_VERSION
 from ..errors import InvalidArgument, NotFound
 from . import imageref
 from .context import Context
@@ -17,8 +18,7 @@ def snapshots(ctx: Context, args: Any) -> Any:
     """All snapshots of a snapshotter with their kind (active/committed/view), parent and disk usage."""
     from ..frames import snapshots_frame
 
-    snapshotter = args.snapshotter or getattr(ctx.service, "snapshotter", "") or "overlayfs"
-    return snapshots_frame(ctx.service.list_snapshots(snapshotter))
+    return snapshots_frame(ctx.service.list_snapshots(args.snapshotter or ctx.snapshotter))
 
 
 @command("commit", help="save a container's filesystem as a new image", completes="container")
@@ -58,7 +58,7 @@ def checkpoint(ctx: Context, args: Any) -> None:
         if not found:
             raise NotFound(f"container {args.id!r} has no checkpoint {args.version!r}",
                            hint=f"%ctr checkpoints {args.id} lists them")
-        service.remove_snapshot(_snapshotter(ctx), found[0].name)
+        service.remove_snapshot(ctx.snapshotter, found[0].name)
         ctx.say(f"removed checkpoint {found[0].name}")
         return
     result = service.checkpoint(args.id, args.version)
@@ -67,11 +67,7 @@ def checkpoint(ctx: Context, args: Any) -> None:
 
 
 def _version_of(snapshot: Any) -> str:
-    return next((v for k, v in snapshot.labels.items() if k.endswith("checkpoint.version")), "")
-
-
-def _snapshotter(ctx: Context) -> str:
-    return getattr(ctx.service, "snapshotter", "") or "overlayfs"
+    return snapshot.labels.get(LABEL_CHECKPOINT_VERSION, "")
 
 
 @command("checkpoints", help="list checkpoint versions as a DataFrame", completes="container")
@@ -83,8 +79,7 @@ def checkpoints(ctx: Context, args: Any) -> Any:
     listing = ctx.service.list_checkpoints(args.id)
     df = snapshots_frame(listing)
     by_name = {s.name: s for s in listing}
-    df.insert(1, "container", [next((v for k, v in by_name[n].labels.items()
-                                     if k.endswith("checkpoint.container")), "") for n in df["name"]])
+    df.insert(1, "container", [by_name[n].labels.get(LABEL_CHECKPOINT_CONTAINER, "") for n in df["name"]])
     df.insert(2, "version", [_version_of(by_name[n]) for n in df["name"]])
     df = df.sort_values("created", kind="stable").reset_index(drop=True)
     return df[["name", "container", "version", "size", "created"]]

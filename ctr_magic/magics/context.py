@@ -6,15 +6,13 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..constants import DEFAULT_SNAPSHOTTER
 from ..errors import InvalidArgument
-from .failure import redact
+from .failure import RED, RESET, redact
 
 if TYPE_CHECKING:
     from .core import CtrMagic
     from .session import Session
-
-_RED = "\x1b[0;31m"
-_RESET = "\x1b[0m"
 
 
 @dataclass
@@ -28,6 +26,11 @@ class Context:
     @property
     def service(self) -> Any:
         return self.session.service
+
+    @property
+    def snapshotter(self) -> str:
+        """The service's snapshotter (containerd's default for a service that names none)."""
+        return getattr(self.service, "snapshotter", "") or DEFAULT_SNAPSHOTTER
 
     @property
     def shell(self) -> Any:
@@ -55,5 +58,5 @@ class Context:
 
     def warn(self, text: str) -> None:
         """One error-coloured line on stderr (a failure that does not fail the cell)."""
-        sys.stderr.write(f"{_RED}{redact(text)}{_RESET}\n")
+        sys.stderr.write(f"{RED}{redact(text)}{RESET}\n")
         sys.stderr.flush()

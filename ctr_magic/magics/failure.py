@@ -14,8 +14,8 @@ from typing import Any
 
 from ..errors import CtrError
 
-_RED = "\x1b[0;31m"
-_RESET = "\x1b[0m"
+RED = "\x1b[0;31m"
+RESET = "\x1b[0m"
 
 # user:password@ in URLs, and KEY=VALUE pairs whose key names a secret.
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
@@ -65,7 +65,7 @@ class CellFailure(Exception):
         return self.line
 
     def _render_traceback_(self) -> list[str]:
-        return [f"{_RED}{type(self).__name__}{_RESET}: {self.line}"]
+        return [f"{RED}{type(self).__name__}{RESET}: {self.line}"]
 
 
 @functools.cache

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +36,28 @@ def short_digest(digest: str) -> str:
     return f"{algo}:{hexpart[:12]}" if hexpart else digest
 
 
-def pull(ctx: Context, ref: str, *, typed: str = "", platform: str = "", unpack: bool = True,
-         quiet: bool = False) -> Any:
-    """Pull with a progress display; records ``typed -> digest`` for the lock; says what it got."""
-    from ..frames import human_size
+@contextlib.contextmanager
+def progress(ctx: Context, title: str, *, quiet: bool = False) -> Iterator[Any]:
+    """The session's progress display for a pull or push, finished as failed when the block raises."""
     from ..widgets import progress_display
 
-    display = progress_display("none" if quiet else ctx.magic.progress, f"pull {ref}", ctx.shell)
-    started = time.monotonic()
+    display = progress_display("none" if quiet else ctx.magic.progress, title, ctx.shell)
     try:
-        info = ctx.service.pull_image(ref, PullImageOptions(unpack=unpack, platform=platform, progress=display))
+        yield display
     except BaseException:
         display.finish(ok=False)
         raise
     display.finish(ok=True)
+
+
+def pull(ctx: Context, ref: str, *, typed: str = "", platform: str = "", unpack: bool = True,
+         quiet: bool = False) -> Any:
+    """Pull with a progress display; records ``typed -> digest`` for the lock; says what it got."""
+    from ..frames import human_size
+
+    with progress(ctx, f"pull {ref}", quiet=quiet) as display:
+        started = time.monotonic()
+        info = ctx.service.pull_image(ref, PullImageOptions(unpack=unpack, platform=platform, progress=display))
     ctx.session.record_image(typed or ref, info.id)
     size = f", {human_size(info.size)}" if getattr(info, "size", 0) else ""
     ctx.say(f"pulled {info.name} {short_digest(info.id)}{size} in {time.monotonic() - started:.1f}s")
