@@ -13,12 +13,10 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import secrets
 import subprocess
 import tempfile
-import time
 from typing import Any
 
 from ctr_magic import errors
@@ -27,27 +25,13 @@ from ctr_magic.docker.service import DockerService
 from ctr_magic.imagebuild import publish_test_images
 from ctr_magic.types import ContainerSpec, CreateContainerRequest, DeleteContainerOptions, ExecTaskRequest
 
-from .runner import Comparison, interleave
+from .runner import Comparison, Discard, interleave, timed
 
 LATENCY_CALLS = 60
 THROUGHPUT_RUNS = 3
 THROUGHPUT_BYTES = 256 << 20
 LIFECYCLE_RUNS = 20
 PULL_RUNS = 5
-
-
-class _Discard(io.RawIOBase):
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        return len(b)
-
-
-def _timed(fn: Any) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def run(env: EnvironmentInfo) -> list[Comparison]:
@@ -68,22 +52,22 @@ def run(env: EnvironmentInfo) -> list[Comparison]:
                                                     spec=ContainerSpec(cmd=["sleep", "3600"])))
         svc.start_container(box)
 
-        ours_exec = lambda: _timed(lambda: svc.exec_task(box, ExecTaskRequest(args=["true"])))  # noqa: E731
-        cli_exec = lambda: _timed(lambda: docker("exec", box, "true"))  # noqa: E731
+        ours_exec = lambda: timed(lambda: svc.exec_task(box, ExecTaskRequest(args=["true"])))  # noqa: E731
+        cli_exec = lambda: timed(lambda: docker("exec", box, "true"))  # noqa: E731
         ours_exec(), cli_exec()  # warm-up
         a, b = interleave(ours_exec, cli_exec, LATENCY_CALLS)
         results.append(Comparison("docker: exec latency of `true`", a, b, "docker exec", target=1.0))
 
         count = THROUGHPUT_BYTES >> 16
         args = ["dd", "if=/dev/zero", "bs=65536", f"count={count}"]
-        sink = _Discard()
+        sink = Discard()
 
         def ours_tp() -> float:
-            secs = _timed(lambda: svc.exec_task(box, ExecTaskRequest(args=args, stdout=sink)))
+            secs = timed(lambda: svc.exec_task(box, ExecTaskRequest(args=args, stdout=sink)))
             return (THROUGHPUT_BYTES >> 20) / secs
 
         def cli_tp() -> float:
-            secs = _timed(lambda: docker("exec", box, *args))
+            secs = timed(lambda: docker("exec", box, *args))
             return (THROUGHPUT_BYTES >> 20) / secs
 
         a, b = interleave(ours_tp, cli_tp, THROUGHPUT_RUNS)
@@ -100,9 +84,9 @@ def run(env: EnvironmentInfo) -> list[Comparison]:
                 svc.wait_task(cid)
                 svc.delete_container(cid, DeleteContainerOptions())
 
-            return _timed(once)
+            return timed(once)
 
-        cli_life = lambda: _timed(lambda: docker("run", "--rm", images["busybox"], "true"))  # noqa: E731
+        cli_life = lambda: timed(lambda: docker("run", "--rm", images["busybox"], "true"))  # noqa: E731
         a, b = interleave(ours_life, cli_life, LIFECYCLE_RUNS)
         results.append(Comparison("docker: create+start+wait+delete of `true`", a, b, "docker run --rm",
                                   target=1.0))
@@ -115,11 +99,11 @@ def run(env: EnvironmentInfo) -> list[Comparison]:
 
         def ours_pull() -> float:
             drop()
-            return _timed(lambda: svc.pull_image(ref))
+            return timed(lambda: svc.pull_image(ref))
 
         def cli_pull() -> float:
             drop()
-            return _timed(lambda: docker("pull", "-q", ref))
+            return timed(lambda: docker("pull", "-q", ref))
 
         a, b = interleave(ours_pull, cli_pull, PULL_RUNS)
         results.append(Comparison("docker: cold pull of a 5-layer image", a, b, "docker pull", target=1.0,

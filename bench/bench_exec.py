@@ -19,7 +19,6 @@ import secrets
 import subprocess
 import tempfile
 import time
-from typing import Any
 
 from ctr_magic.containerd.service import DefaultService
 from ctr_magic.daemon import EnvironmentInfo, find_binary
@@ -31,7 +30,7 @@ from ctr_magic.types import (
     ExecTaskRequest,
 )
 
-from .runner import Comparison, interleave
+from .runner import Comparison, Discard, interleave, timed
 
 NAMESPACE = "ctr-magic-bench-exec"
 RUNC_ROOT = "/run/containerd/runc"  # the runc shim's default --root (one directory per namespace)
@@ -39,22 +38,6 @@ LATENCY_CALLS = 150
 THROUGHPUT_RUNS = 3
 THROUGHPUT_BYTES = 1 << 30
 LIFECYCLE_RUNS = 15
-
-
-class _Discard(io.RawIOBase):
-    """A binary writer that drops what it gets (the in-process /dev/null)."""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        return len(b)
-
-
-def _timed(fn: Any) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def run(env: EnvironmentInfo) -> list[Comparison]:
@@ -82,15 +65,15 @@ def run(env: EnvironmentInfo) -> list[Comparison]:
 def _latency(svc: DefaultService, box: str, ctr: list[str], runc: list[str]) -> list[Comparison]:
     def ours() -> float:
         out, err = io.BytesIO(), io.BytesIO()
-        return _timed(lambda: svc.exec_task(box, ExecTaskRequest(args=["true"], stdout=out, stderr=err)))
+        return timed(lambda: svc.exec_task(box, ExecTaskRequest(args=["true"], stdout=out, stderr=err)))
 
     def with_ctr() -> float:
         argv = [*ctr, "task", "exec", "--exec-id", f"b{secrets.token_hex(6)}", box, "true"]
-        return _timed(lambda: subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE))
+        return timed(lambda: subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE))
 
     def with_runc() -> float:
         argv = [*runc, "exec", box, "true"]
-        return _timed(lambda: subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE))
+        return timed(lambda: subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE))
 
     for fn in (ours, with_ctr, with_runc):  # warm-up
         fn()
@@ -117,7 +100,7 @@ def _throughput(svc: DefaultService, box: str, ctr: list[str]) -> Comparison:
 
     def timed_ours() -> float:
         start = time.perf_counter()
-        res = svc.exec_task(box, ExecTaskRequest(args=args, stdout=_Discard()))
+        res = svc.exec_task(box, ExecTaskRequest(args=args, stdout=Discard()))
         elapsed = time.perf_counter() - start
         if res.exit_code:
             raise RuntimeError(f"head exited with {res.exit_code}")
@@ -125,8 +108,8 @@ def _throughput(svc: DefaultService, box: str, ctr: list[str]) -> Comparison:
 
     def with_ctr() -> float:
         argv = [*ctr, "task", "exec", "--exec-id", f"b{secrets.token_hex(6)}", box, *args]
-        return mib / _timed(lambda: subprocess.run(argv, check=True, stdin=subprocess.DEVNULL,
-                                                   stdout=subprocess.DEVNULL))
+        return mib / timed(lambda: subprocess.run(argv, check=True, stdin=subprocess.DEVNULL,
+                                                  stdout=subprocess.DEVNULL))
 
     mine, theirs = interleave(timed_ours, with_ctr, THROUGHPUT_RUNS)
     return Comparison("stdout throughput, 1 GiB from head -c", mine, theirs, "ctr task exec >/dev/null",
@@ -144,11 +127,11 @@ def _lifecycle(svc: DefaultService, image: str, ctr: list[str]) -> Comparison:
                 raise RuntimeError("the short-lived container failed")
             svc.delete_container(cid)
 
-        return _timed(cycle)
+        return timed(cycle)
 
     def with_ctr() -> float:
         argv = [*ctr, "run", "--rm", image, f"life-{secrets.token_hex(4)}", "true"]
-        return _timed(lambda: subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE))
+        return timed(lambda: subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE))
 
     ours()
     with_ctr()

@@ -7,9 +7,7 @@ its content and snapshots (checked), in one namespace used only by this benchmar
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
-import time
 
 from ctr_magic import errors
 from ctr_magic.containerd.leases import Lease
@@ -20,7 +18,8 @@ from ctr_magic.daemon import EnvironmentInfo, find_binary
 from ctr_magic.imagebuild import large_random_image, publish
 from ctr_magic.types import DeleteImageOptions
 
-from .runner import Comparison, interleave
+from .runner import Comparison, interleave, timed
+from .runner import run as run_ref
 
 NAMESPACE = "ctr-magic-bench-pull"
 REPO = "ctr-magic/bench-large"
@@ -66,17 +65,13 @@ def run(env: EnvironmentInfo) -> list[Comparison]:
 
     def ours() -> float:
         _make_cold(svc, ref)
-        start = time.perf_counter()
-        svc.pull_image(ref)
-        elapsed = time.perf_counter() - start
+        elapsed = timed(lambda: svc.pull_image(ref))
         check_unpacked("ctr-magic")
         return elapsed
 
     def reference() -> float:
         _make_cold(svc, ref)
-        start = time.perf_counter()
-        subprocess.run(ctr, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        elapsed = time.perf_counter() - start
+        elapsed = timed(lambda: run_ref(ctr))
         check_unpacked("ctr")
         return elapsed
 

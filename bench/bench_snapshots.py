@@ -22,32 +22,24 @@ from ctr_magic.daemon import EnvironmentInfo, cni_bin_dir, find_binary
 from ctr_magic.imagebuild import publish_test_images
 from ctr_magic.types import ContainerSpec, CreateContainerRequest, DeleteContainerOptions, NetworkSetupRequest
 
-from .runner import Comparison, interleave
+from .runner import Comparison, interleave, timed
 from .runner import run as run_ref
 
 SN = "overlayfs"
 REPEAT = 30
 
 
-def _timed(fn) -> float:  # type: ignore[no-untyped-def]
-    import time
-
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def _prepare_commit(svc: DefaultService, ctr: list[str], base: str, made: list[str]) -> Comparison:
     def ours() -> float:
         key, name = f"b-{secrets.token_hex(4)}", f"b-{secrets.token_hex(4)}"
         made.append(name)
-        return _timed(lambda: (svc.prepare_snapshot(SN, key, base), svc.commit_snapshot(SN, name, key)))
+        return timed(lambda: (svc.prepare_snapshot(SN, key, base), svc.commit_snapshot(SN, name, key)))
 
     def reference() -> float:
         key, name = f"b-{secrets.token_hex(4)}", f"b-{secrets.token_hex(4)}"
         made.append(name)
-        return _timed(lambda: (run_ref([*ctr, "snapshots", "prepare", key, base]),
-                               run_ref([*ctr, "snapshots", "commit", name, key])))
+        return timed(lambda: (run_ref([*ctr, "snapshots", "prepare", key, base]),
+                              run_ref([*ctr, "snapshots", "commit", name, key])))
 
     a, b = interleave(ours, reference, REPEAT)
     return Comparison("snapshot prepare + commit", a, b, "ctr snapshots", target=1.0)
@@ -62,7 +54,7 @@ def _mount_read(svc: DefaultService, ctr: list[str], key: str) -> Comparison:
             finally:
                 unmount()
 
-        return _timed(go)
+        return timed(go)
 
     def reference() -> float:
         def go() -> None:
@@ -75,7 +67,7 @@ def _mount_read(svc: DefaultService, ctr: list[str], key: str) -> Comparison:
                 finally:
                     run_ref(["umount", target])
 
-        return _timed(go)
+        return timed(go)
 
     a, b = interleave(ours, reference, REPEAT)
     return Comparison("mount snapshot, read a file, unmount", a, b, "ctr mounts + sh", target=0.5)
@@ -110,9 +102,9 @@ def _network(svc: DefaultService, box: str, work: str) -> Comparison:
     netns = f"/proc/{svc.get_task_info(box).pid}/ns/net"
     try:
         a, b = interleave(
-            lambda: _timed(lambda: (svc.setup_network(req), svc.remove_network(req))),
-            lambda: _timed(lambda: run_ref(["sh", "-c", _PLUGIN_SCRIPT, "sh", netns, cni_bin_dir(), str(bridge_conf),
-                                            str(loopback_conf)])),
+            lambda: timed(lambda: (svc.setup_network(req), svc.remove_network(req))),
+            lambda: timed(lambda: run_ref(["sh", "-c", _PLUGIN_SCRIPT, "sh", netns, cni_bin_dir(), str(bridge_conf),
+                                           str(loopback_conf)])),
             REPEAT,
         )
     finally:

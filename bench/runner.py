@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import io
 import statistics
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
+
+
+class Discard(io.RawIOBase):
+    """A binary writer that drops what it gets (the in-process /dev/null)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        return len(b)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Wall-clock seconds of one call of *fn*."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 @dataclass
@@ -52,9 +70,7 @@ def time_call(fn: Callable[[], object], repeat: int, *, setup: Optional[Callable
     for _ in range(repeat):
         if setup:
             setup()
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
+        out.append(timed(fn))
     return out
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from images_support import ctr_cmd
 
 from ctr_magic import errors
 from ctr_magic.daemon import Environment, EnvironmentInfo, find_binary
@@ -85,16 +86,10 @@ def ctr(environment: EnvironmentInfo, namespace: str) -> CtrRunner:
 
     ``ctr("images", "ls", namespace=..., check=True, timeout=120)`` returns the CompletedProcess.
     """
-    binary = find_binary("ctr")
-
     def run(
         *args: str, namespace: str = namespace, check: bool = True, timeout: float = 120.0
     ) -> subprocess.CompletedProcess[str]:
-        cmd = [binary, "--address", environment.containerd_socket, "--namespace", namespace, *args]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        if check and res.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} -> {res.returncode}: {res.stderr.strip()}")
-        return res
+        return ctr_cmd(environment, namespace, *args, timeout=timeout, check=check)
 
     return run
 

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from tasks_support import wait_for
 
 from ctr_magic.daemon import find_binary
 
@@ -42,15 +43,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} did not become ready within {timeout}s")
 
 
 def _b64url(data: bytes) -> str:
@@ -201,7 +193,7 @@ class PrivateRegistry:
         self._proc = subprocess.Popen([find_binary("docker-registry"), "serve", str(self.work_dir / "config.yml")],
                                       stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
-        _wait_until(self._answers, 15, f"registry on {self.addr}")
+        wait_for(self._answers, timeout=15, what=f"registry on {self.addr} to answer")
         return self
 
     def _answers(self) -> bool:

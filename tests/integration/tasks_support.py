@@ -1,5 +1,6 @@
-"""Helpers shared by the containers / tasks / exec integration tests (plain functions, no fixtures).
+"""Helpers and fixtures shared by the containers / tasks / exec integration tests.
 
+A test module uses a fixture from here by binding it at module level (``svc = tasks_support.svc``).
 Everything a test makes is recorded in a :class:`Tracker`, removed at teardown even when the test
 failed, and checked for leaks (containers, tasks, snapshots, exec processes, FIFO directories).
 """
@@ -10,7 +11,8 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Optional
 
 import pytest
@@ -45,6 +47,35 @@ def private_tempdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     The leak checks below then see only this test's directories, not those of another run on the host.
     """
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmp")))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def svc(containerd_socket: str, namespace: str, data_dir: str) -> Iterator[DefaultService]:
+    service = DefaultService.connect(containerd_socket, namespace, data_dir=data_dir)
+    yield service
+    service.close()
+
+
+@pytest.fixture(scope="module")
+def images(test_images: dict[str, str], ctr: Any) -> dict[str, str]:
+    # Pulled by ctr: the tests also check ctr-magic uses what ctr stored.
+    for name in ("busybox", "config"):
+        ctr("images", "pull", "--plain-http", test_images[name])
+    return test_images
+
+
+@pytest.fixture
+def made(svc: DefaultService, images: dict[str, str]) -> Iterator[Tracker]:
+    """A Tracker for one test; afterwards nothing it made and no temporary directory is left."""
+    before = our_temp_dirs()
+    with tracking(svc, images["busybox"]) as tracker:
+        yield tracker
+    wait_for(lambda: not (our_temp_dirs() - before), what="temporary directories to go")
 
 
 def temp_dirs(prefix: str) -> set[str]:
@@ -120,3 +151,14 @@ class Tracker:
                 except errors.CtrError:
                     pass
         return problems
+
+
+@contextmanager
+def tracking(svc: DefaultService, image: str) -> Iterator[Tracker]:
+    """A Tracker whose containers are removed on exit (even on failure); fails if anything leaked."""
+    tracker = Tracker(svc, image)
+    try:
+        yield tracker
+    finally:
+        problems = tracker.cleanup()
+    assert not problems, problems

@@ -5,21 +5,13 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tasks_support
 from google.protobuf import any_pb2
-from tasks_support import (  # noqa: F401  (private_tempdir: an autouse fixture)
-    Tracker,
-    new_id,
-    our_temp_dirs,
-    private_tempdir,
-    snapshot_exists,
-    task_pids,
-    wait_for,
-)
+from tasks_support import Tracker, new_id, our_temp_dirs, snapshot_exists, task_pids, wait_for
 
 from ctr_magic import errors
 from ctr_magic.constants import LABEL_IMAGE_NAME, SPEC_TYPE_URL, TOPIC_TASK_EXIT
@@ -34,32 +26,11 @@ from ctr_magic.types import (
     StartTaskOptions,
 )
 
-
-@pytest.fixture(scope="module")
-def svc(containerd_socket: str, namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DefaultService]:
-    service = DefaultService.connect(containerd_socket, namespace, data_dir=str(tmp_path_factory.mktemp("data")))
-    yield service
-    service.close()
-
-
-@pytest.fixture(scope="module")
-def images(test_images: dict[str, str], ctr: Any) -> dict[str, str]:
-    # Pulled by ctr: every test here also checks ctr-magic uses what ctr stored.
-    for name in ("busybox", "config"):
-        ctr("images", "pull", "--plain-http", test_images[name])
-    return test_images
-
-
-@pytest.fixture
-def made(svc: DefaultService, images: dict[str, str]) -> Iterator[Tracker]:
-    before = our_temp_dirs()
-    tracker = Tracker(svc, images["busybox"])
-    try:
-        yield tracker
-    finally:
-        problems = tracker.cleanup()
-    assert not problems, problems
-    wait_for(lambda: not (our_temp_dirs() - before), what="temporary directories to go")
+private_tempdir = tasks_support.private_tempdir  # autouse
+data_dir = tasks_support.data_dir
+svc = tasks_support.svc
+images = tasks_support.images
+made = tasks_support.made
 
 
 def ctr_info(ctr: Any, cid: str) -> dict[str, Any]:

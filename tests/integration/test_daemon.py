@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from images_support import ctr_cmd
 
 from ctr_magic import cli, errors
 from ctr_magic import daemon as daemon_mod
@@ -112,10 +113,7 @@ def _shim_socket(info: EnvironmentInfo, namespace: str, task_id: str) -> Path:
 
 
 def _ctr(info: EnvironmentInfo, namespace: str, *args: str, timeout: float = 120.0) -> str:
-    cmd = [find_binary("ctr"), "--address", info.containerd_socket, "--namespace", namespace, *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    assert res.returncode == 0, f"{' '.join(args)}: {res.stderr}"
-    return res.stdout
+    return ctr_cmd(info, namespace, *args, timeout=timeout).stdout
 
 
 # ----------------------------------------------------------------------------- the session environment

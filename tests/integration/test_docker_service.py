@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tasks_support import wait_for
 
 from ctr_magic import connect, errors
 from ctr_magic.daemon import Environment, EnvironmentInfo
@@ -299,10 +300,7 @@ def test_interrupted_exec_kills_the_process(svc: DockerService, made: list[str],
     threading.Thread(target=interrupt_when_started, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         svc.exec_task(cid, ExecTaskRequest(args=["sh", "-c", "echo go; exec sleep 4321"], stdout=Marker()))
-    deadline = time.monotonic() + 10
-    while _running(svc, cid, "sleep 4321") and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling the container's process list with a deadline
-    assert not _running(svc, cid, "sleep 4321")
+    wait_for(lambda: not _running(svc, cid, "sleep 4321"), what="the exec'd 'sleep 4321' to be gone")
 
 
 def test_closing_a_running_session_kills_its_process(svc: DockerService, made: list[str],
@@ -314,10 +312,7 @@ def test_closing_a_running_session_kills_its_process(svc: DockerService, made: l
     assert session.stdout.readline() == b"ready\n"
     session.close()
     session.close()  # idempotent
-    deadline = time.monotonic() + 10
-    while _running(svc, cid, "sleep 4322") and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling the container's process list with a deadline
-    assert not _running(svc, cid, "sleep 4322")
+    wait_for(lambda: not _running(svc, cid, "sleep 4322"), what="the exec'd 'sleep 4322' to be gone")
 
 
 def test_exec_inherits_the_containers_user_and_dir(svc: DockerService, made: list[str],

@@ -15,42 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tasks_support import (  # noqa: F401  (private_tempdir: an autouse fixture)
-    Tracker,
-    only_init_left,
-    our_temp_dirs,
-    private_tempdir,
-    task_pids,
-    wait_for,
-)
+import tasks_support
+from tasks_support import Tracker, only_init_left, our_temp_dirs, task_pids, tracking, wait_for
 
 from ctr_magic import errors
 from ctr_magic.containerd.service import DefaultService
 from ctr_magic.types import ContainerSpec, DeleteContainerOptions, ExecTaskRequest, ExecTaskResult
 
-
-@pytest.fixture(scope="module")
-def svc(containerd_socket: str, namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DefaultService]:
-    service = DefaultService.connect(containerd_socket, namespace, data_dir=str(tmp_path_factory.mktemp("data")))
-    yield service
-    service.close()
-
-
-@pytest.fixture(scope="module")
-def images(test_images: dict[str, str], ctr: Any) -> dict[str, str]:
-    for name in ("busybox", "config"):
-        ctr("images", "pull", "--plain-http", test_images[name])
-    return test_images
+private_tempdir = tasks_support.private_tempdir  # autouse
+data_dir = tasks_support.data_dir
+svc = tasks_support.svc
+images = tasks_support.images
 
 
 @pytest.fixture(scope="module")
 def module_tracker(svc: DefaultService, images: dict[str, str]) -> Iterator[Tracker]:
-    tracker = Tracker(svc, images["busybox"])
-    try:
+    with tracking(svc, images["busybox"]) as tracker:
         yield tracker
-    finally:
-        problems = tracker.cleanup()
-    assert not problems, problems
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +57,8 @@ def no_leaks(svc: DefaultService, box: str) -> Iterator[None]:
 
 @pytest.fixture
 def made(svc: DefaultService, images: dict[str, str]) -> Iterator[Tracker]:
-    tracker = Tracker(svc, images["busybox"])
-    try:
+    with tracking(svc, images["busybox"]) as tracker:
         yield tracker
-    finally:
-        problems = tracker.cleanup()
-    assert not problems, problems
 
 
 def run(svc: DefaultService, cid: str, args: list[str], **kwargs: Any) -> tuple[int, bytes, bytes]:

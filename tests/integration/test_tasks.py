@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tasks_support import Tracker, new_id, our_temp_dirs, private_tempdir, wait_for  # noqa: F401  (autouse)
+import tasks_support
+from tasks_support import Tracker, new_id, wait_for
 
 from ctr_magic import errors
 from ctr_magic.containerd.service import DefaultService
@@ -22,40 +22,15 @@ from ctr_magic.types import (
     TaskStatus,
 )
 
+private_tempdir = tasks_support.private_tempdir  # autouse
+data_dir = tasks_support.data_dir
+svc = tasks_support.svc
+images = tasks_support.images
+made = tasks_support.made
+
 # PID 1 ignores signals it has no handler for: these scripts install handlers.
 TRAP_TERM = "trap 'echo got TERM; exit 42' TERM; echo ready; while true; do sleep 0.05; done"
 TRAP_USR1 = "trap 'echo got USR1' USR1; echo ready; while true; do sleep 0.05; done"
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def svc(containerd_socket: str, namespace: str, data_dir: str) -> Iterator[DefaultService]:
-    service = DefaultService.connect(containerd_socket, namespace, data_dir=data_dir)
-    yield service
-    service.close()
-
-
-@pytest.fixture(scope="module")
-def images(test_images: dict[str, str], ctr: Any) -> dict[str, str]:
-    for name in ("busybox", "config"):
-        ctr("images", "pull", "--plain-http", test_images[name])
-    return test_images
-
-
-@pytest.fixture
-def made(svc: DefaultService, images: dict[str, str]) -> Iterator[Tracker]:
-    before = our_temp_dirs()
-    tracker = Tracker(svc, images["busybox"])
-    try:
-        yield tracker
-    finally:
-        problems = tracker.cleanup()
-    assert not problems, problems
-    wait_for(lambda: not (our_temp_dirs() - before), what="FIFO directories to go")
 
 
 def sh(script: str) -> list[str]:
