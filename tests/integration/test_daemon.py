@@ -136,15 +136,22 @@ def test_up_gives_working_containerd_and_registry(environment: EnvironmentInfo) 
     assert f'address = "{environment.containerd_socket}"' in config
 
 
+def _same_core(a: EnvironmentInfo, b: EnvironmentInfo) -> bool:
+    """Same containerd and registry (another test may have added a dockerd to the shared environment)."""
+    return (a.containerd_pid, a.registry_pid, a.containerd_socket, a.registry_addr, a.base_dir) == (
+        b.containerd_pid, b.registry_pid, b.containerd_socket, b.registry_addr, b.base_dir)
+
+
 def test_up_twice_returns_the_running_environment(environment: EnvironmentInfo) -> None:
     again = Environment(environment.base_dir).up()
-    assert again.pids == environment.pids
-    assert again == environment
+    assert set(environment.pids) <= set(again.pids)
+    assert _same_core(again, environment)
 
 
 def test_status_from_a_fresh_object_reads_the_state_file(environment: EnvironmentInfo) -> None:
     env = Environment(environment.base_dir)
-    assert env.status() == environment
+    status = env.status()
+    assert status is not None and _same_core(status, environment)
     state = json.loads(env.state_file.read_text())
     assert state["info"]["containerd_pid"] == environment.containerd_pid
     assert Environment(Path(environment.base_dir) / "elsewhere").status() is None

@@ -45,9 +45,16 @@ def _big_layers(svc: DefaultService, ref: str) -> list[str]:
     return [layer["digest"] for layer in svc.images.resolve(ref).layers]
 
 
-def test_corrupt_blob_is_refused_and_nothing_committed(svc: DefaultService, test_images: dict[str, str],
-                                                       registry: str) -> None:
-    ref = test_images["layers"]
+def test_corrupt_blob_is_refused_and_nothing_committed(svc: DefaultService, registry: str,
+                                                       tmp_path: Path) -> None:
+    # An image of this test's own: containerd's content store is shared by namespaces, so a layer
+    # another test already pulled would never be downloaded (and never corrupted) here.
+    import secrets
+
+    seed = secrets.randbits(32)
+    built = imagebuild.large_random_image(tmp_path / "layout", layers=1, size_mib=1, seed=seed)
+    ref = f"{registry}/ctr-magic/corrupt-{seed:08x}:latest"
+    imagebuild.publish(built.layout, registry, f"ctr-magic/corrupt-{seed:08x}", "latest", src_tag=built.tag)
     with TamperingProxy(registry) as proxy:
         proxied = ref.replace(registry, proxy.addr)
         # Learn the layer digests from the registry itself, then corrupt the top layer on the way.

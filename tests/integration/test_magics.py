@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from tasks_support import wait_for
 from traitlets.config import Config
 
 from ctr_magic.errors import CtrError, Interrupted, InvalidArgument, NotFound
@@ -225,7 +226,8 @@ def test_ps_tasks_logs_inspect_stop_rm(shell: Any, box: str) -> None:
     assert isinstance(ps["status"].dtype, pd.CategoricalDtype)
     ok(shell, "t = %ctr tasks")
     assert box in list(shell.user_ns["t"]["container"])
-    assert "booted" in ok(shell, f"%ctr logs {box}")
+    # The container may not have run its `echo` yet when the test gets here: poll, with a deadline.
+    wait_for(lambda: "booted" in ok(shell, f"%ctr logs {box}"), what="the container's first log line")
     ok(shell, f"info = %ctr inspect {box}")
     assert shell.user_ns["info"]["kind"] == "container" and shell.user_ns["info"]["task"]["status"] == "running"
     assert ok(shell, f"%ctr stop -t 1 --force {box}") == f"stopped {box}\n"
