@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := containerd runc docker-registry skopeo busybox-static containernetworking-plugins \
-	golang-github-containerd-containerd-dev docker.io iptables iproute2 util-linux debootstrap
+	golang-github-containerd-containerd-dev docker.io iptables iproute2 util-linux debootstrap python3-venv
 # Where `make demo` keeps its private containerd and registry (tests use their own).
 export CTR_MAGIC_HOME ?= /var/lib/ctr-magic
 OUT ?= out
