@@ -241,10 +241,9 @@ class AppleService(DockerService):
     # -- socktainer's behaviour ---------------------------------------------------------------------
     def stop_container(self, container_id: str, opts: Optional[StopTaskOptions] = None) -> None:
         opts = opts or StopTaskOptions()
-        data = self._resolve(container_id)
-        if task_status(data.get("State")) not in LIVE_STATUSES:
+        cid = self._live_id(container_id)
+        if cid is None:
             return
-        cid = data["Id"]
         timeout = DEFAULT_STOP_TIMEOUT if opts.timeout is None else opts.timeout
         seconds = max(0, math.ceil(timeout))
         try:

@@ -332,12 +332,16 @@ class DockerService:
             target = self._target(container_id)  # one inspect at most (hex-only names)
         self.api.container_start(target)
 
+    def _live_id(self, container_id: str) -> Optional[str]:
+        """The full id of a container whose task is alive, or None when there is nothing to stop."""
+        data = self._resolve(container_id)
+        return data["Id"] if task_status(data.get("State")) in LIVE_STATUSES else None
+
     def stop_container(self, container_id: str, opts: Optional[StopTaskOptions] = None) -> None:
         opts = opts or StopTaskOptions()
-        data = self._resolve(container_id)
-        if task_status(data.get("State")) not in LIVE_STATUSES:
+        cid = self._live_id(container_id)
+        if cid is None:
             return
-        cid = data["Id"]
         timeout = DEFAULT_STOP_TIMEOUT if opts.timeout is None else opts.timeout
         name = signal_name(opts.signal)
         with contextlib.suppress(errors.FailedPrecondition):  # it stopped on its own meanwhile
