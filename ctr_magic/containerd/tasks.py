@@ -36,6 +36,7 @@ from .fifo import FifoSet, append_to_file, caller_stdio, copy_in_background
 from .filters import parse_filter, task_fields
 from .pb import containers_pb2, task_pb2, tasks_pb2
 from .runtime_base import RuntimeBase, check_id
+from .shimwatch import find_shim, parent_pid, wait_until_closed
 from .spec import to_json_bytes
 from .task_events import ExitWatcher
 
@@ -44,7 +45,10 @@ log = logging.getLogger(__name__)
 _LOG_CHUNK = 1 << 16
 #: While following a log, how often the file is checked for growth (the task's exit is an event).
 _FOLLOW_INTERVAL = 0.1
-#: After the task exited, the shim may still be copying its last bytes: wait for the file to settle.
+#: After the task exited, the shim may still be copying its last bytes; it closes the log file when
+#: both copiers are done. How long to wait for that before reading what is there.
+_SHIM_CLOSE_DEADLINE = 10.0
+#: When the shim's process cannot be inspected: wait for the file to stop growing for this long.
 _SETTLE = 0.2
 
 _STATUS = {
@@ -316,14 +320,19 @@ class TasksMixin(RuntimeBase):
 
     def _read_log(self, container_id: str, path: str, follow: bool, timeout: Optional[float]) -> Iterator[bytes]:
         exit_future = None
-        if follow:
-            process = self.task_process(container_id)
-            if process is not None and process.status != task_pb2.STOPPED:
-                exit_future = self.tasks_stub.Wait.future(tasks_pb2.WaitRequest(container_id=container_id),
-                                                          metadata=self.client.metadata())
+        shim_pid = None
+        process = self.task_process(container_id)
+        if process is not None and process.status == task_pb2.STOPPED:
+            shim_pid = find_shim(self.namespace, container_id)  # it may still be copying the last bytes
+        elif process is not None and follow:
+            exit_future = self.tasks_stub.Wait.future(tasks_pb2.WaitRequest(container_id=container_id),
+                                                      metadata=self.client.metadata())
+            shim_pid = parent_pid(process.pid)
         deadline = time.monotonic() + timeout if timeout is not None else None
         try:
             with open(path, "rb") as fh:
+                if exit_future is None and shim_pid is not None:
+                    wait_until_closed(shim_pid, path, _SHIM_CLOSE_DEADLINE)
                 while True:
                     chunk = fh.read(_LOG_CHUNK)
                     if chunk:
@@ -332,7 +341,10 @@ class TasksMixin(RuntimeBase):
                     if exit_future is None:
                         return
                     if exit_future.done():
-                        yield from _drain_settled(fh)
+                        if shim_pid is not None and wait_until_closed(shim_pid, path, _SHIM_CLOSE_DEADLINE):
+                            yield from iter(lambda: fh.read(_LOG_CHUNK), b"")
+                        else:
+                            yield from _drain_settled(fh)
                         return
                     wait = _FOLLOW_INTERVAL
                     if deadline is not None:

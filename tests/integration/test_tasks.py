@@ -167,6 +167,15 @@ def test_log_file_and_follow(svc: DefaultService, made: Tracker, containerd_sock
     assert not Path(path).exists()
 
 
+def test_follow_gets_the_last_bytes_written_before_exit(svc: DefaultService, made: Tracker) -> None:
+    # The exit event can overtake the shim's copy of the pipes into the log; follow must wait for it.
+    script = "head -c 300000 /dev/zero | tr '\\0' o; head -c 300000 /dev/zero | tr '\\0' x >&2; echo; echo end >&2"
+    for _ in range(12):  # a race: without the wait about one run in five loses bytes
+        cid = logged(svc, made, script)
+        text = b"".join(svc.logs(cid, follow=True, timeout=60)).decode()
+        assert (text.count("o"), text.count("x"), text.count("end\n")) == (300000, 300000, 1)
+
+
 def test_follow_timeout_and_custom_path(svc: DefaultService, made: Tracker, tmp_path: Path) -> None:
     cid = made.create(sh("echo first; sleep 1000"))
     path = tmp_path / "logs" / "custom.log"
