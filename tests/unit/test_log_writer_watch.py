@@ -55,10 +55,12 @@ def test_a_gone_writer_holds_nothing(tmp_path: Path) -> None:
 
 def test_find_shim_by_namespace_and_exact_id() -> None:
     # A stand-in whose command line reads like a shim's (argv[0] is what /proc shows).
-    argv = ["containerd-shim-runc-v2", "-c", "import sys; sys.stdin.read()",
+    argv = ["containerd-shim-runc-v2", "-c", "import sys; print('up', flush=True); sys.stdin.read()",
             "-namespace", "ns-watch-test", "-id", "box-12", "-address", "/x.sock"]
-    fake = subprocess.Popen(argv, executable=sys.executable, stdin=subprocess.PIPE)
+    fake = subprocess.Popen(argv, executable=sys.executable, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
+        # Popen may return (vfork) before the kernel has set up the new command line: wait for the child.
+        assert fake.stdout is not None and fake.stdout.readline() == b"up\n"
         assert find_shim("ns-watch-test", "box-12") == fake.pid
         assert find_shim("ns-watch-test", "box-1") is None  # a prefix of the id is another container
         assert find_shim("other-ns", "box-12") is None
