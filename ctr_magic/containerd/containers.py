@@ -377,8 +377,12 @@ class ContainersMixin(RuntimeBase):
         if record.snapshot_key and not opts.cleanup_snapshot:
             # Without the record nothing refers to the snapshot: garbage collection would take it.
             self._keep_snapshot(snapshotter, record.snapshot_key)
-        self._delete_record(id)
         if opts.cleanup_snapshot and record.snapshot_key:
+            # Snapshot first, record second (as containerd's own client does). The other way round the
+            # snapshot is unreferenced for a moment, and if containerd 1.6's garbage collector takes it
+            # then, its parent keeps a dangling child link and can never be removed (a checkpoint
+            # version would be stuck with "cannot remove snapshot with child").
             self._remove_snapshot(snapshotter, record.snapshot_key)
+        self._delete_record(id)
         self.remove_container_dir(id)
         log.info("deleted container %s", id)

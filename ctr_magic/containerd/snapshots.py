@@ -257,8 +257,16 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         except errors.NotFound:
             raise errors.NotFound(f"{what}: it does not exist") from None
         except errors.FailedPrecondition:
-            raise errors.FailedPrecondition(f"{what}: other snapshots (or a container) are built on it",
-                                            hint="remove those first") from None
+            children = sorted(s.name for s in self.list_snapshots(snapshotter, usage=False) if s.parent == key)
+            if not children:
+                # containerd 1.6's garbage collector can drop a child without unlinking it from its parent.
+                raise errors.FailedPrecondition(
+                    f"{what}: containerd still records a child snapshot of it that no longer exists",
+                    hint="a containerd 1.6 garbage-collection defect; the snapshot cannot be removed through "
+                         "the API (deleting its namespace's data directory is the only way)") from None
+            shown = ", ".join(children[:3]) + (f" and {len(children) - 3} more" if len(children) > 3 else "")
+            raise errors.FailedPrecondition(f"{what}: {shown} {'is' if len(children) == 1 else 'are'} built on it",
+                                            hint="remove those (or their containers) first") from None
         log.info("removed snapshot %s (%s)", key, snapshotter)
 
     # -- checkpoints -------------------------------------------------------------------------------

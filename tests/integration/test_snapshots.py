@@ -189,6 +189,15 @@ def test_wrong_kinds_fail_clearly(service: DefaultService, base: str, snapshots:
         service.prepare_snapshot(SN, _key(), key)  # an active snapshot cannot be a parent
     with pytest.raises(errors.FailedPrecondition, match="built on it"):
         service.remove_snapshot(SN, base)  # the image layer has children
+    version, child = _key("version"), _key("child")
+    service.commit_snapshot(SN, version, key)
+    snapshots.remove(key)
+    snapshots.append(version)
+    service.prepare_snapshot(SN, child, version)
+    snapshots.append(child)
+    with pytest.raises(errors.FailedPrecondition, match=rf"removing snapshot '{version}'.*: {child} is built on it"):
+        service.remove_snapshot(SN, version)
+    assert {version, child} <= _names(service)  # nothing was removed
 
 
 def test_unknown_snapshotter(service: DefaultService, base: str) -> None:
@@ -254,6 +263,30 @@ def test_checkpoint_versions_start_new_containers(
         service.delete_container(cid, DeleteContainerOptions(force=True))
         containers.remove(cid)
     assert {a.version_snapshot_name, b.version_snapshot_name} <= _names(service)
+
+
+def test_a_version_can_be_removed_after_many_containers_used_it(
+    service: DefaultService, test_images: dict[str, str], base: str, containers: list[str], snapshots: list[str]
+) -> None:
+    # containerd 1.6's garbage collector drops a snapshot without unlinking it from its parent. If a
+    # container's snapshot were left unreferenced for a moment while it is deleted, a collection
+    # landing then would leave the version with a dangling child it could never be removed with.
+    version = _key("version")
+    work = _key("work")
+    service.prepare_snapshot(SN, work, base)
+    service.commit_snapshot(SN, version, work)
+    snapshots.append(version)
+    image = test_images["busybox"]
+    for _ in range(40):
+        cid = f"t-{secrets.token_hex(5)}"
+        req = CreateContainerRequest(id=cid, image_ref=image, spec=ContainerSpec(cmd=["true"]), snapshot_id=version)
+        service.create_container_from_snapshot(req)
+        containers.append(cid)
+        service.delete_container(cid)
+        containers.remove(cid)
+    service.remove_snapshot(SN, version)
+    snapshots.remove(version)
+    assert version not in _names(service)
 
 
 def test_container_on_an_active_snapshot(
