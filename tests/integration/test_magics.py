@@ -326,7 +326,7 @@ def test_mount_checkpoint_versions_and_commit(shell: Any, service: Any, registry
     assert f"committed snap-box as {image}" in ok(shell, f"%ctr commit snap-box {image} -m 'state B'")
     assert ok(shell, f"%ctr run --rm {image} -- cat /state").endswith("B\n")
     result, out, _ = run(shell, "%ctr checkpoint --rm snap-box v1")
-    assert "other snapshots" in one_line_failure(result, out, CtrError)
+    assert "snap-box@v2 is built on it" in one_line_failure(result, out, CtrError)
     ok(shell, "%ctr rm snap-box")
     assert ok(shell, "%ctr checkpoint --rm snap-box v2") == "removed checkpoint snap-box@v2\n"
     ok(shell, "versions = %ctr checkpoints snap-box")
