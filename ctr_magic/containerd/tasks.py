@@ -1,15 +1,18 @@
 """Tasks on containerd: start (no I/O, caller's stdio through FIFOs, terminal, log file), stop,
 kill, wait, delete, info, list and logs.
 
-Log files use the runc shim's own ``file://`` stdio URIs (containerd 1.6 supports them): the shim
-appends the task's stdout and stderr to the file itself, so no copier process runs on our side
-and the log outlives this Python process. The path is kept in a container label, so ``logs()``
-works from any process. Waiting for an exit goes through the Events service (see
-:mod:`.task_events`).
+Log files are written by the runc shim itself: given the paths of regular files for stdout and
+stderr, it appends the task's output to them, so no copier process runs on our side and the log
+outlives this Python process. stderr gets the log through a second name (a symlink): containerd
+1.6's shim, given one name for both (its ``file://`` URIs always do that), closes the file when
+stdout ends and drops whatever stderr still had in flight, often the end of a traceback. The
+path is kept in a container label, so ``logs()`` works from any process. Waiting for an exit
+goes through the Events service (see :mod:`.task_events`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -48,6 +51,8 @@ _FOLLOW_INTERVAL = 0.1
 #: After the task exited, the shim may still be copying its last bytes; it closes the log file when
 #: both copiers are done. How long to wait for that before reading what is there.
 _SHIM_CLOSE_DEADLINE = 10.0
+#: The log's second name in the container's directory, for the shim's stderr copy.
+STDERR_ALIAS_NAME = "stderr.log"
 #: When the shim's process cannot be inspected: wait for the file to stop growing for this long.
 _SETTLE = 0.2
 
@@ -121,7 +126,7 @@ class TasksMixin(RuntimeBase):
                 request.stdout = fifos.stdout_path
                 log_copy = path
             else:
-                request.stdout = request.stderr = "file://" + path
+                request.stdout, request.stderr = path, self._stderr_alias(container_id, path)
             if record.labels.get(LABEL_LOG_PATH) != path:
                 self.update_container_labels(container_id, {LABEL_LOG_PATH: path})
         elif opts.use_stdio:
@@ -200,6 +205,21 @@ class TasksMixin(RuntimeBase):
             container=container, update_mask=field_mask_pb2.FieldMask(paths=["spec"])),
             what=f"enabling a terminal for container {record.id}")
         self.forget_spec(record.id)
+
+    def _stderr_alias(self, container_id: str, log_path: str) -> str:
+        """A second name for the log file, for the shim's stderr copy (see the module docstring)."""
+        with open(log_path, "ab"):
+            pass  # the shim appends to an existing file; it does not create one
+        alias = os.path.join(self.container_dir(container_id), STDERR_ALIAS_NAME)
+        os.makedirs(os.path.dirname(alias), exist_ok=True)
+        if os.path.islink(alias) and os.readlink(alias) == log_path:
+            return alias
+        fresh = f"{alias}.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fresh)
+        os.symlink(log_path, fresh)
+        os.replace(fresh, alias)
+        return alias
 
     def _create_task(self, request: tasks_pb2.CreateTaskRequest) -> None:
         container_id = request.container_id
@@ -327,7 +347,10 @@ class TasksMixin(RuntimeBase):
         elif process is not None and follow:
             exit_future = self.tasks_stub.Wait.future(tasks_pb2.WaitRequest(container_id=container_id),
                                                       metadata=self.client.metadata())
-            shim_pid = parent_pid(process.pid)
+            # The task may have exited already, taking the way to its parent with it: then search.
+            shim_pid = parent_pid(process.pid) or find_shim(self.namespace, container_id)
+        log.debug("reading log of %s (task %s, shim pid %s, follow=%s)", container_id,
+                  task_pb2.Status.Name(process.status) if process is not None else "none", shim_pid, follow)
         deadline = time.monotonic() + timeout if timeout is not None else None
         try:
             with open(path, "rb") as fh:
@@ -341,6 +364,7 @@ class TasksMixin(RuntimeBase):
                     if exit_future is None:
                         return
                     if exit_future.done():
+                        log.debug("task of %s exited; waiting for shim %s to close the log", container_id, shim_pid)
                         if shim_pid is not None and wait_until_closed(shim_pid, path, _SHIM_CLOSE_DEADLINE):
                             yield from iter(lambda: fh.read(_LOG_CHUNK), b"")
                         else:
@@ -355,7 +379,8 @@ class TasksMixin(RuntimeBase):
                         exit_future.result(timeout=wait)
                     except grpc.FutureTimeoutError:
                         pass
-                    except grpc.RpcError:
+                    except grpc.RpcError as exc:
+                        log.debug("waiting for the exit of %s failed: %s", container_id, exc)
                         exit_future = None  # task deleted under us: read what is there and stop
         finally:
             if exit_future is not None:
