@@ -252,22 +252,50 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         _require("remove_snapshot", snapshotter=snapshotter, key=key)
         what = f"removing snapshot {key!r} from {snapshotter}"
         try:
-            self._snap_call("Remove", snapshots_pb2.RemoveSnapshotRequest(
-                snapshotter=snapshotter, key=key), what=what)
-        except errors.NotFound:
-            raise errors.NotFound(f"{what}: it does not exist") from None
+            self._remove(snapshotter, key, what)
         except errors.FailedPrecondition:
             children = sorted(s.name for s in self.list_snapshots(snapshotter, usage=False) if s.parent == key)
-            if not children:
-                # containerd 1.6's garbage collector can drop a child without unlinking it from its parent.
+            if children:
+                shown = ", ".join(children[:3]) + (f" and {len(children) - 3} more" if len(children) > 3 else "")
+                raise errors.FailedPrecondition(
+                    f"{what}: {shown} {'is' if len(children) == 1 else 'are'} built on it",
+                    hint="remove those (or their containers) first") from None
+            try:
+                if not self._clear_dangling_child(snapshotter, key):
+                    raise errors.FailedPrecondition(what)
+                self._remove(snapshotter, key, what)
+            except errors.FailedPrecondition:
                 raise errors.FailedPrecondition(
                     f"{what}: containerd still records a child snapshot of it that no longer exists",
-                    hint="a containerd 1.6 garbage-collection defect; the snapshot cannot be removed through "
-                         "the API (deleting its namespace's data directory is the only way)") from None
-            shown = ", ".join(children[:3]) + (f" and {len(children) - 3} more" if len(children) > 3 else "")
-            raise errors.FailedPrecondition(f"{what}: {shown} {'is' if len(children) == 1 else 'are'} built on it",
-                                            hint="remove those (or their containers) first") from None
+                    hint=f"a containerd 1.6 garbage-collection defect; if you know the child's key, "
+                         f"`ctr snapshots prepare KEY {key}` then `ctr snapshots rm KEY` clears it") from None
         log.info("removed snapshot %s (%s)", key, snapshotter)
+
+    def _remove(self, snapshotter: str, key: str, what: str) -> None:
+        try:
+            self._snap_call("Remove", snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key), what=what)
+        except errors.NotFound:
+            raise errors.NotFound(f"{what}: it does not exist") from None
+
+    def _clear_dangling_child(self, snapshotter: str, key: str) -> bool:
+        """Clear a child link containerd 1.6's garbage collector left behind; True if one was tried.
+
+        The collector deletes a snapshot without unlinking it from its parent. Making a snapshot of
+        the same name on the parent and removing it again clears the link, but only the name is
+        needed and containerd does not tell it. For a checkpoint version it is most likely the
+        container's own key (its active snapshot is prepared on the newest version).
+        """
+        candidate = self.stat_snapshot(snapshotter, key).labels.get(LABEL_CHECKPOINT_CONTAINER, "")
+        if not candidate or self.snapshot_exists(snapshotter, candidate):
+            return False
+        what = f"clearing the dangling child link {candidate!r} of snapshot {key!r}"
+        # A GC root for the moment it exists, so the collector cannot take it (and leave the link) again.
+        self._snap_call("Prepare", snapshots_pb2.PrepareSnapshotRequest(
+            snapshotter=snapshotter, key=candidate, parent=key, labels=gc_root_labels()), what=what)
+        self._remove(snapshotter, candidate, what)
+        log.warning("cleared a dangling child link %s of snapshot %s (containerd 1.6 garbage collection)",
+                    candidate, key)
+        return True
 
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint(self, container_id: str, version: str) -> SnapshotCommitResult:
