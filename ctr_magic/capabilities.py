@@ -77,10 +77,13 @@ TABLE: dict[str, dict[str, Entry]] = {
         "exec.terminal": Entry(Support.YES),
         "exec.start_error": Entry(Support.YES),
         "exec.kill_on_interrupt": Entry(Support.YES),
-        "logs": Entry(Support.PARTIAL, "only for tasks started with `log_path`"),
+        "logs": Entry(Support.PARTIAL, "only for tasks started with `log_path`; written by the shim, complete up "
+                      "to the last byte of stderr (containerd 1.6's `file://` URI would drop it)"),
         "list_tasks.filter": Entry(Support.YES),
         "network": Entry(Support.YES, "CNI plugins"),
-        "snapshots": Entry(Support.YES),
+        "snapshots": Entry(Support.YES, "a container's snapshot goes before its record, so containerd 1.6's GC "
+                           "cannot strand a checkpoint version, and `remove_snapshot` clears a version stranded "
+                           "before"),
         "namespaces": Entry(Support.YES),
     },
     BACKEND_DOCKER: {
