@@ -8,6 +8,7 @@ them, and without it garbage collection would take them. Remove them with ``remo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -260,11 +261,12 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
                 raise errors.FailedPrecondition(
                     f"{what}: {shown} {'is' if len(children) == 1 else 'are'} built on it",
                     hint="remove those (or their containers) first") from None
-            try:
-                if not self._clear_dangling_child(snapshotter, key):
-                    raise errors.FailedPrecondition(what)
-                self._remove(snapshotter, key, what)
-            except errors.FailedPrecondition:
+            removed = False
+            if self._clear_dangling_child(snapshotter, key):
+                with contextlib.suppress(errors.FailedPrecondition):  # the lost child had another name
+                    self._remove(snapshotter, key, what)
+                    removed = True
+            if not removed:
                 raise errors.FailedPrecondition(
                     f"{what}: containerd still records a child snapshot of it that no longer exists",
                     hint=f"a containerd 1.6 garbage-collection defect; if you know the child's key, "
