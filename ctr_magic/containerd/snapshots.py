@@ -290,11 +290,9 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         candidate = self.stat_snapshot(snapshotter, key).labels.get(LABEL_CHECKPOINT_CONTAINER, "")
         if not candidate or self.snapshot_exists(snapshotter, candidate):
             return False
-        what = f"clearing the dangling child link {candidate!r} of snapshot {key!r}"
         # A GC root for the moment it exists, so the collector cannot take it (and leave the link) again.
-        self._snap_call("Prepare", snapshots_pb2.PrepareSnapshotRequest(
-            snapshotter=snapshotter, key=candidate, parent=key, labels=gc_root_labels()), what=what)
-        self._remove(snapshotter, candidate, what)
+        self._prepare(snapshotter, candidate, key, gc_root_labels())
+        self._remove(snapshotter, candidate, f"clearing the dangling child link {candidate!r} of snapshot {key!r}")
         log.warning("cleared a dangling child link %s of snapshot %s (containerd 1.6 garbage collection)",
                     candidate, key)
         return True
