@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 from . import errors
 from .atomicfile import write_text_atomic
+from .jsondoc import MAX_DEPTH, load_json, nesting_depth
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class NetworkConfig:
         where = source or "network config"
         if not isinstance(data, dict):
             raise errors.InvalidArgument(f"{where}: expected a JSON object")
+        if nesting_depth(data) > MAX_DEPTH:
+            raise errors.InvalidArgument(f"{where}: nests more than {MAX_DEPTH} levels deep, more than any real "
+                                         "network config")
         name = data.get("name")
         if not name or not isinstance(name, str):
             raise errors.InvalidArgument(f"{where}: network config has no \"name\"")
@@ -99,11 +103,8 @@ def load_network_configs(conf_dir: str) -> list[NetworkConfig]:
         path = os.path.join(conf_dir, name)
         if not os.path.isfile(path):
             continue
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except ValueError as exc:
-            raise errors.InvalidArgument(f"CNI config {path} is not valid JSON ({exc})") from None
+        with open(path, "rb") as fh:
+            data = load_json(fh.read(), f"CNI config {path}", hint="fix or remove the file")
         net = NetworkConfig.from_dict(data, path)
         if net.name in seen:
             log.warning("CNI config %s: network %r already defined by an earlier file; skipped", path, net.name)
@@ -131,7 +132,7 @@ def _plugin_error(plugin: str, command: str, network: str, rc: int, stdout: byte
             text = str(doc.get("msg") or "")
             if doc.get("details"):
                 text = f"{text}: {doc['details']}" if text else str(doc["details"])
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     if not text:
         lines = (stderr or stdout).decode("utf-8", "replace").strip().splitlines()
@@ -224,8 +225,8 @@ class CNIRunner:
         if command != "ADD":
             return None
         try:
-            result = json.loads(proc.stdout.decode("utf-8", "replace") or "{}")
-        except ValueError:
+            result = load_json(proc.stdout or b"{}", "result", error=PluginError)
+        except PluginError:
             raise PluginError(f"CNI plugin {plugin['type']!r} ADD on network {network.name!r} printed "
                               "something that is not a JSON result") from None
         return result if isinstance(result, dict) else {}
@@ -355,7 +356,7 @@ class ResultStore:
             try:
                 with open(path, encoding="utf-8") as fh:
                     records.append(AttachmentRecord.from_dict(json.load(fh)))
-            except (OSError, ValueError, KeyError, errors.CtrError) as exc:
+            except (OSError, ValueError, KeyError, RecursionError, errors.CtrError) as exc:
                 log.warning("ignoring unreadable network state %s (%s)", path, exc)
         return sorted(records, key=lambda r: r.index)
 

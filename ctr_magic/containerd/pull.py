@@ -12,7 +12,6 @@ content store (unreferenced, so GC may collect them) and a rerun reuses whatever
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any, Optional
 
 from .. import errors
 from ..constants import CONFIG_MEDIA_TYPES
+from ..jsondoc import load_json
 from ..platforms import Platform, format_platform, host_platform, parse_platform
 from ..reference import Reference, parse_reference
 from ..registry import (
@@ -140,10 +140,9 @@ class PullJob:
             raise errors.NotSupported(f"{what} is not a container image (config type {manifest.config.media_type!r})",
                                       hint="pull artifacts like this with an OCI artifact tool such as oras")
         config_raw = self.registry.read_blob(self.ref.path, manifest.config, cancel=self.cancel)
-        try:
-            config = json.loads(config_raw)
-        except ValueError:
-            raise errors.CtrError(f"{what}: image config {manifest.config.digest} is not valid JSON") from None
+        config = load_json(config_raw, f"{what}: image config {manifest.config.digest}", error=errors.CtrError)
+        if not isinstance(config, dict):
+            raise errors.CtrError(f"{what}: image config {manifest.config.digest} is not a JSON object")
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
         if self.opts.unpack and len(diff_ids) != len(manifest.layers):
             raise errors.CtrError(f"{what}: config lists {len(diff_ids)} diff IDs for {len(manifest.layers)} layers",

@@ -17,7 +17,7 @@ from .. import errors
 from ..constants import DOCKER_MAX_API_VERSION, DOCKER_MIN_API_VERSION
 from .errors import first_line, stream_error
 from .frames import ChunkReader, iter_frames
-from .transport import HijackedConnection, Transport
+from .transport import HijackedConnection, Transport, json_body
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ class EngineAPI:
         resp = self.transport.request("GET", "/_ping", what="pinging the Engine API", timeout=10.0)
         server = resp.headers.get("api-version", "")
         if not server:
-            server = str(self.transport.request("GET", "/version", what="asking the Engine API its version",
-                                                timeout=10.0).json().get("ApiVersion", ""))
+            answer = self.transport.request("GET", "/version", what="asking the Engine API its version", timeout=10.0)
+            server = str(json_body(answer, dict).get("ApiVersion", ""))
         version = parse_api_version(server)
         low, high = parse_api_version(DOCKER_MIN_API_VERSION), parse_api_version(DOCKER_MAX_API_VERSION)
         if version < low:
@@ -103,7 +103,7 @@ class EngineAPI:
         return resp.status_code == 200
 
     def version(self) -> JSON:
-        data = self.transport.request("GET", "/version", what="asking the Engine API its version").json()
+        data = json_body(self.transport.request("GET", "/version", what="asking the Engine API its version"), dict)
         if isinstance(data.get("ApiVersion"), str):
             data["ApiVersion"] = data["ApiVersion"].lstrip("vV")
         return data
@@ -140,28 +140,28 @@ class EngineAPI:
                     on_event(event)
 
     def image_inspect(self, name: str) -> JSON:
-        return self._call("GET", f"/images/{name}/json", what=f"inspecting image {name}", kind="image").json()
+        return json_body(self._call("GET", f"/images/{name}/json", what=f"inspecting image {name}", kind="image"), dict)
 
     def images(self, *, filters: Optional[dict[str, list[str]]] = None) -> list[JSON]:
-        return self._call("GET", "/images/json", params=_filters(filters), what="listing images").json()
+        return json_body(self._call("GET", "/images/json", params=_filters(filters), what="listing images"), list)
 
     def image_remove(self, name: str, *, force: bool = False, noprune: bool = False) -> list[JSON]:
         resp = self._call("DELETE", f"/images/{name}", params={"force": _flag(force), "noprune": _flag(noprune)},
                           what=f"deleting image {name}", kind="image")
-        return resp.json() if resp.content else []
+        return json_body(resp, list) if resp.content else []
 
     # -- containers -----------------------------------------------------------------------------------
     def container_create(self, name: str, body: JSON) -> JSON:
-        return self._call("POST", "/containers/create", params={"name": name}, body=body,
-                          what=f"creating container {name}", kind="container").json()
+        return json_body(self._call("POST", "/containers/create", params={"name": name}, body=body,
+                          what=f"creating container {name}", kind="container"), dict)
 
     def containers(self, *, all: bool = True, filters: Optional[dict[str, list[str]]] = None) -> list[JSON]:
         params = {"all": _flag(all), **_filters(filters)}
-        return self._call("GET", "/containers/json", params=params, what="listing containers").json()
+        return json_body(self._call("GET", "/containers/json", params=params, what="listing containers"), list)
 
     def container_inspect(self, name: str) -> JSON:
-        return self._call("GET", f"/containers/{name}/json", what=f"inspecting container {name}",
-                          kind="container").json()
+        return json_body(self._call("GET", f"/containers/{name}/json", what=f"inspecting container {name}",
+                          kind="container"), dict)
 
     def container_start(self, name: str) -> bool:
         """False when it was running already (304)."""
@@ -184,8 +184,8 @@ class EngineAPI:
 
     def container_wait(self, name: str, *, condition: str = "not-running", timeout: Optional[float] = None) -> JSON:
         """Block until the condition holds; Interrupted when *timeout* passes first."""
-        return self._call("POST", f"/containers/{name}/wait", params={"condition": condition},
-                          what=f"waiting for container {name}", kind="container", timeout=timeout).json()
+        return json_body(self._call("POST", f"/containers/{name}/wait", params={"condition": condition},
+                          what=f"waiting for container {name}", kind="container", timeout=timeout), dict)
 
     def container_remove(self, name: str, *, force: bool = False, volumes: bool = False) -> None:
         self._call("DELETE", f"/containers/{name}", params={"force": _flag(force), "v": _flag(volumes)},
@@ -221,15 +221,15 @@ class EngineAPI:
     def exec_create(self, container: str, body: JSON) -> str:
         resp = self._call("POST", f"/containers/{container}/exec", body=body,
                           what=f"creating an exec in container {container}", kind="container")
-        return str(resp.json()["Id"])
+        return str(json_body(resp, dict).get("Id") or "")
 
     def exec_start(self, exec_id: str, *, tty: bool) -> HijackedConnection:
         return self.transport.hijack(self._path(f"/exec/{exec_id}/start"), {"Detach": False, "Tty": tty},
                                      what=f"starting exec {exec_id[:12]}", kind="exec")
 
     def exec_inspect(self, exec_id: str) -> JSON:
-        return self._call("GET", f"/exec/{exec_id}/json", what=f"inspecting exec {exec_id[:12]}",
-                          kind="exec").json()
+        return json_body(self._call("GET", f"/exec/{exec_id}/json", what=f"inspecting exec {exec_id[:12]}",
+                          kind="exec"), dict)
 
     def exec_resize(self, exec_id: str, height: int, width: int) -> None:
         self._call("POST", f"/exec/{exec_id}/resize", params={"h": str(height), "w": str(width)},

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import httpx
 
 from .. import errors
+from ..jsondoc import load_json
 from .errors import error_for, message_of, unavailable
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,17 @@ _CONNECT_TIMEOUT = 5.0
 _MAX_HEADER_BYTES = 64 * 1024
 _WAKE_INTERVAL = 0.5
 _UNSET: Any = object()
+
+
+def json_body(resp: httpx.Response, shape: type = object) -> Any:
+    """The JSON document of an Engine API answer, which must be a *shape* (dict or list); else one-line CtrError."""
+    where = f"the answer to {resp.request.method} {resp.request.url.path}"
+    doc = load_json(resp.content, where, error=errors.CtrError,
+                    hint="the socket may not be a Docker Engine API; check the address")
+    if not isinstance(doc, shape):
+        raise errors.CtrError(f"{where} is a JSON {type(doc).__name__}, not the {shape.__name__} the Engine API "
+                              "sends", hint="the socket may not be a Docker Engine API; check the address")
+    return doc
 
 
 class Transport:

@@ -63,7 +63,7 @@ def parse_labels(items: Iterable[str], *, allow_bare: bool = False) -> dict[str,
 def parse_signal(value: str) -> int:
     """``9``, ``KILL`` or ``SIGKILL`` -> 9."""
     text = value.strip().upper()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # '³'.isdigit() is True, and int('³') raises
         number = int(text)
         if 0 < number < 65:
             return number

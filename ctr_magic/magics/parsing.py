@@ -12,12 +12,12 @@ import argparse
 import difflib
 import functools
 import inspect
-import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Optional
 
 from ..errors import InvalidArgument
+from .splitting import split_words
 
 PROG = "%ctr"
 
@@ -196,10 +196,7 @@ def _escaped(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def split_line(line: str) -> list[str]:
     """Shell-like word splitting of a magic line, with a one-line error on unbalanced quotes."""
-    try:
-        return shlex.split(line, posix=True)
-    except ValueError as exc:
-        raise InvalidArgument(f"cannot split the line into words: {exc}", hint="check the quotes") from None
+    return split_words(line)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from ..constants import (
     MEDIA_OCI_MANIFEST,
     SCHEMA1_MEDIA_TYPES,
 )
+from ..jsondoc import load_json
 from ..platforms import Platform, format_platform
 
 #: What we ask registries for, best first. Schema 1 is not listed: registries then convert or refuse.
@@ -43,18 +44,21 @@ class Descriptor:
     def from_dict(cls, doc: dict[str, Any]) -> Descriptor:
         try:
             digest, size = str(doc["digest"]), int(doc["size"])
-        except (KeyError, TypeError, ValueError):
-            raise errors.CtrError(f"malformed descriptor in manifest: {json.dumps(doc)[:200]}") from None
-        if size < 0:
-            raise errors.CtrError(f"descriptor {digest} has a negative size")
-        return cls(
-            media_type=str(doc.get("mediaType", "")),
-            digest=digest,
-            size=size,
-            platform=dict(doc["platform"]) if doc.get("platform") else None,
-            annotations=dict(doc.get("annotations") or {}),
-            urls=tuple(doc.get("urls") or ()),
-        )
+            platform, annotations = doc.get("platform"), doc.get("annotations") or {}
+            urls = doc.get("urls") or []
+            if not (platform is None or isinstance(platform, dict)) or not isinstance(annotations, dict) \
+                    or not isinstance(urls, list):
+                raise TypeError("platform, annotations or urls of the wrong type")
+            return cls(
+                media_type=str(doc.get("mediaType", "")),
+                digest=digest,
+                size=size if size >= 0 else _negative(digest),
+                platform=dict(platform) if platform else None,
+                annotations={str(k): str(v) for k, v in annotations.items()},
+                urls=tuple(str(u) for u in urls),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            raise errors.CtrError(f"malformed descriptor in manifest: {json.dumps(doc, default=str)[:200]}") from None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
@@ -106,6 +110,10 @@ class Index:
         return [format_platform(m.platform) for m in self.manifests if m.platform]
 
 
+def _negative(digest: str) -> int:
+    raise errors.CtrError(f"descriptor {digest} has a negative size")
+
+
 def media_type_of(data: bytes, header_type: str = "") -> str:
     """The media type of a manifest document: its own ``mediaType`` field, else the HTTP header, else guessed."""
     doc = _load(data)
@@ -124,13 +132,12 @@ def media_type_of(data: bytes, header_type: str = "") -> str:
     return base
 
 
-def _load(data: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        raise errors.CtrError("manifest is not valid JSON") from None
+def _load(data: bytes, what: str = "") -> dict[str, Any]:
+    where = f"the manifest of {what}" if what else "manifest"
+    doc = load_json(data, where, error=errors.CtrError, hint="the registry sent something that is not an image "
+                    "manifest; check the reference, or push the image again")
     if not isinstance(doc, dict):
-        raise errors.CtrError("manifest is not a JSON object")
+        raise errors.CtrError(f"{where} is not a JSON object")
     return doc
 
 
@@ -145,20 +152,27 @@ def refuse_schema1(media_type: str, what: str) -> None:
 def parse(data: bytes, media_type: str, what: str) -> Manifest | Index:
     """Parse a manifest or index; refuse schema 1 and anything that is not an image."""
     refuse_schema1(media_type, what)
-    doc = _load(data)
+    doc = _load(data, what)
     if doc.get("schemaVersion") == 1:
         refuse_schema1(MEDIA_DOCKER_MANIFEST_V1, what)
     if media_type in INDEX_MEDIA_TYPES:
         entries = doc.get("manifests")
         if not isinstance(entries, list):
             raise errors.CtrError(f"{what}: index has no 'manifests' list")
-        return Index(media_type, tuple(Descriptor.from_dict(m) for m in entries), data)
+        return Index(media_type, tuple(_descriptor(m, what) for m in entries), data)
     if media_type in MANIFEST_MEDIA_TYPES:
         config, layers = doc.get("config"), doc.get("layers")
         if not isinstance(config, dict) or not isinstance(layers, list):
             raise errors.CtrError(f"{what}: manifest lacks 'config' or 'layers'")
-        return Manifest(media_type, Descriptor.from_dict(config), tuple(Descriptor.from_dict(x) for x in layers), data)
+        return Manifest(media_type, _descriptor(config, what), tuple(_descriptor(x, what) for x in layers), data)
     raise errors.NotSupported(f"{what} has media type {media_type!r}, which is not a container image")
+
+
+def _descriptor(doc: Any, what: str) -> Descriptor:
+    try:
+        return Descriptor.from_dict(doc)
+    except errors.CtrError as exc:
+        raise type(exc)(f"{what}: {exc.message}", hint=exc.hint) from None
 
 
 def _platform_score(entry: Descriptor, want: Platform) -> Optional[int]:
