@@ -558,11 +558,13 @@ class Environment:
             t0 = time.monotonic()
             try:
                 if info is None:
-                    self._down_locked()  # clear leftovers of a crashed or half-started environment
-                    info = self._start_base()
+                    info = self._adopt_or_start_base()
                 if want_docker and not info.dockerd_pid:
                     info = self._start_dockerd(info)
             except BaseException:
+                if self._find(self._is_shim):  # containers still run: only `down` may stop them
+                    log.warning("start-up failed; containers still run, so nothing is cleaned up")
+                    raise
                 log.warning("start-up failed, cleaning up %s", self.base_dir)
                 with contextlib.suppress(Exception):
                     self._down_locked()
@@ -642,27 +644,66 @@ class Environment:
         if len(os.fsencode(path)) > UNIX_PATH_MAX:
             raise errors.InvalidArgument(f"socket path too long ({len(str(path))} bytes): {path}")
 
-    def _start_base(self) -> EnvironmentInfo:
+    def _adopt_or_start_base(self) -> EnvironmentInfo:
+        """After containerd died its shims keep the containers running: start containerd again and let it
+        reconnect to them (it reads their sockets from its state dir). Only with no shim left are the
+        leftovers of a crashed or half-started environment cleared and everything started afresh."""
+        previous = self._read_state()
+        shims = self._find(self._is_shim)
+        if previous is None or not shims:
+            self._down_locked()
+            return self._start_base()
+        log.info("containerd of %s is not running but %d shim(s) are: starting it to adopt them",
+                 self.base_dir, len(shims))
+        containerd_pid = previous.containerd_pid
+        if not self._pid_is(containerd_pid, self._is_containerd):
+            containerd_pid = self._start_containerd()
+        registry_addr, registry_pid = previous.registry_addr, previous.registry_pid
+        if not self._pid_is(registry_pid, self._is_registry):
+            _stop_pids(self._find(self._is_registry), "docker-registry", self.stop_timeout)
+            registry_addr, registry_pid = self._start_registry()
+        info = EnvironmentInfo.from_dict({**previous.to_dict(), "containerd_pid": containerd_pid,
+                                          "registry_addr": registry_addr, "registry_pid": registry_pid})
+        self._write_state(info)
+        return info
+
+    def _start_containerd(self) -> int:
         containerd = find_binary("containerd")
-        find_binary("ctr")
-        find_binary("containerd-shim-runc-v2")
-        find_binary("runc")
-        registry = find_binary("docker-registry")
+        self.containerd_config.write_text(self._containerd_toml())
+        t0 = time.monotonic()
+        proc = self._spawn([containerd, "--config", str(self.containerd_config)], "containerd.log")
+        self._wait_ready(proc, self._containerd_answers, "containerd", "containerd.log", self.start_timeout)
+        log.info("containerd ready in %.2fs (pid %d)", time.monotonic() - t0, proc.pid)
+        return proc.pid
+
+    def _start_base(self) -> EnvironmentInfo:
+        for name in ("containerd", "ctr", "containerd-shim-runc-v2", "runc", "docker-registry"):
+            find_binary(name)  # a missing binary fails before anything starts
         for sock in (self.containerd_socket, self.docker_socket, Path(str(self.containerd_socket) + ".ttrpc")):
             self._check_socket_path(sock)
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
         for sub in ("containerd/root", "containerd/opt", "registry/data"):
             (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
 
-        # containerd
-        self.containerd_config.write_text(self._containerd_toml())
-        t0 = time.monotonic()
-        proc = self._spawn([containerd, "--config", str(self.containerd_config)], "containerd.log")
-        self._wait_ready(proc, self._containerd_answers, "containerd", "containerd.log", self.start_timeout)
-        containerd_pid = proc.pid
-        log.info("containerd ready in %.2fs (pid %d)", time.monotonic() - t0, containerd_pid)
+        containerd_pid = self._start_containerd()
+        addr, registry_pid = self._start_registry()
+        info = EnvironmentInfo(
+            base_dir=str(self.base_dir),
+            run_dir=str(self.run_dir),
+            containerd_socket=str(self.containerd_socket),
+            containerd_pid=containerd_pid,
+            containerd_config=str(self.containerd_config),
+            registry_addr=addr,
+            registry_pid=registry_pid,
+            started_at=time.time(),
+        )
+        self._write_state(info)
+        return info
 
-        # registry: prefer the port used last time so references stay stable
+    def _start_registry(self) -> tuple[str, int]:
+        """(address, pid) of a newly started registry; the port used last time is preferred so references
+        stay stable."""
+        registry = find_binary("docker-registry")
         previous = self._previous_registry_port()
         for attempt in range(3):
             port = _free_port(previous if attempt == 0 else None)
@@ -681,18 +722,7 @@ class Environment:
                 continue
             log.info("registry ready on %s in %.2fs (pid %d)", addr, time.monotonic() - t0, proc.pid)
             break
-        info = EnvironmentInfo(
-            base_dir=str(self.base_dir),
-            run_dir=str(self.run_dir),
-            containerd_socket=str(self.containerd_socket),
-            containerd_pid=containerd_pid,
-            containerd_config=str(self.containerd_config),
-            registry_addr=addr,
-            registry_pid=proc.pid,
-            started_at=time.time(),
-        )
-        self._write_state(info)
-        return info
+        return addr, proc.pid
 
     def _previous_registry_port(self) -> int | None:
         info = self._read_state()

@@ -15,6 +15,7 @@ import logging
 import secrets
 import signal as _signal
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -43,6 +44,8 @@ from .spec import DirRootfs, ExecProcessOptions, UserIds, exec_process, resolve_
 log = logging.getLogger(__name__)
 
 _READ_BUFFER = 1 << 16
+#: How long an exec's wait() waits for a containerd that went away to come back before giving up.
+REATTACH_WAIT = 60.0
 _LOCKS_LOCK = threading.Lock()
 # Layers of wrapping around what runc said, innermost last.
 _RUNTIME_MARKERS = (
@@ -196,14 +199,40 @@ class ExecMixin(RuntimeBase):
 
     # -- finishing ---------------------------------------------------------------------------------
     def _wait_status(self, run: _Exec, timeout: Optional[float]) -> Optional[int]:
-        """The exit status from the in-flight Wait; None on timeout. Ctrl-C propagates."""
-        try:
-            return int(run.wait_future.result(timeout=timeout).exit_status)
-        except grpc.FutureTimeoutError:
-            return None
-        except grpc.RpcError as err:
-            raise map_rpc_error(err, f"waiting for exec {run.exec_id} in container {run.container_id}",
-                                self.client.address) from None
+        """The exit status from the in-flight Wait; None on timeout. Ctrl-C propagates.
+
+        When containerd restarts meanwhile, the shim keeps the process and its exit status: Wait is
+        asked again (on the exec id) once containerd is back, for up to REATTACH_WAIT seconds.
+        """
+        what = f"waiting for exec {run.exec_id} in container {run.container_id}"
+        deadline = None if timeout is None else time.monotonic() + timeout
+        give_up: Optional[float] = None
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return int(run.wait_future.result(timeout=remaining).exit_status)
+            except grpc.FutureTimeoutError:
+                return None
+            except grpc.RpcError as err:
+                code = err.code() if hasattr(err, "code") else None
+                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) or (
+                        code == grpc.StatusCode.DEADLINE_EXCEEDED and give_up is None):
+                    raise map_rpc_error(err, what, self.client.address) from None
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return None
+            if give_up is None:
+                give_up = now + REATTACH_WAIT
+                log.info("containerd went away while exec %s ran; waiting for it to come back", run.exec_id)
+            elif now >= give_up:
+                raise errors.Unavailable(
+                    f"{what}: containerd at {self.client.address} restarted or stopped while the exec ran and "
+                    f"did not come back within {REATTACH_WAIT:g}s",
+                    hint="start it again (`ctr-magic up`); the process keeps running in its shim")
+            slice_end = give_up if deadline is None else min(give_up, deadline)
+            run.wait_future = self.tasks_stub.Wait.future(
+                tasks_pb2.WaitRequest(container_id=run.container_id, exec_id=run.exec_id),
+                metadata=self.client.metadata(), wait_for_ready=True, timeout=max(0.05, slice_end - now))
 
     def _finish(self, run: _Exec, *, kill: bool) -> None:
         """Kill (if asked and still running), delete the process, remove the FIFOs. Idempotent."""

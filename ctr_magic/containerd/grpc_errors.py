@@ -22,6 +22,17 @@ _BY_CODE: dict[grpc.StatusCode, type[errors.CtrError]] = {
 }
 
 
+# What gRPC says when an established connection breaks (as opposed to one that cannot be made).
+_WENT_AWAY_MARKERS = ("stream removed", "socket closed", "connection reset", "broken pipe", "goaway",
+                      "connection closed", "end of stream")
+
+
+def went_away(details: str) -> bool:
+    """True when *details* say the daemon dropped a connection that was up (a restart), not a failed connect."""
+    lowered = details.lower()
+    return any(marker in lowered for marker in _WENT_AWAY_MARKERS)
+
+
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text and text.strip() else ""
 
@@ -31,6 +42,11 @@ def map_rpc_error(err: grpc.RpcError, what: str, address: str) -> errors.CtrErro
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = _first_line(err.details() if hasattr(err, "details") else str(err)) or code.name.lower()
     if code == grpc.StatusCode.UNAVAILABLE:
+        if went_away(details):
+            return errors.Unavailable(
+                f"{what}: containerd at {address} went away while the call ran ({details})",
+                hint="it restarted or stopped; the call can be made again once it is back (`ctr-magic up`)",
+            )
         return errors.Unavailable(
             f"cannot reach containerd at {address} ({details})",
             hint="is it running? `ctr-magic up` starts a private one",
