@@ -13,6 +13,7 @@ import json
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from typing import Any, Optional
@@ -30,6 +31,8 @@ from .retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"ctr-magic/{__version__}"
+#: A download slower than a chunk per this many seconds is passed on (and reported) in smaller pieces.
+FLUSH_AFTER = 0.25
 _CERT_DIRS = ("/etc/containerd/certs.d", "/etc/docker/certs.d")
 
 
@@ -231,12 +234,14 @@ class RegistryClient:
         content: Optional[bytes] = None,
         stream: bool = False,
         cancel: Optional[threading.Event] = None,
+        timeout: Optional[httpx.Timeout] = None,
     ) -> httpx.Response:
         """Send with bounded retries on transient failures; returns the final response (any status)."""
+        extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         for attempt in range(1, self.retry.attempts + 1):
             if cancel is not None and cancel.is_set():
                 raise errors.Interrupted(f"{what}: cancelled")
-            request = self._http.build_request(method, url, headers=headers, content=content)
+            request = self._http.build_request(method, url, headers=headers, content=content, **extra)
             try:
                 response = self._http.send(request, auth=self.auth, stream=stream)
             except httpx.TransportError as exc:
@@ -352,9 +357,13 @@ class RegistryClient:
         position = offset
         failures = 0
         url = self.url(f"/v2/{repo}/blobs/{desc.digest}")
+        stall = self.options.stall_timeout
+        timeout = httpx.Timeout(self.options.read_timeout, connect=self.options.connect_timeout, read=stall) \
+            if stall else httpx.Timeout(None, connect=self.options.connect_timeout)
         while True:
             headers = {"Range": f"bytes={position}-"} if position else None
-            response = self.request("GET", url, what=what, headers=headers, stream=True, cancel=cancel)
+            response = self.request("GET", url, what=what, headers=headers, stream=True, cancel=cancel,
+                                    timeout=timeout)
             try:
                 if response.status_code == 404:
                     self.raise_for_status(response, what, not_found=f"{what}: the registry has no such blob")
@@ -375,6 +384,11 @@ class RegistryClient:
                         if hasher is not None:
                             hasher.update(chunk)
                         yield chunk
+                except httpx.ReadTimeout:
+                    raise errors.Unavailable(
+                        f"{what}: registry {self.host} sent no byte for {stall:g}s (stalled after {position} of "
+                        f"{desc.size} bytes)",
+                        hint="retry later, or raise RegistryOptions.stall_timeout for a slow registry") from None
                 except httpx.TransportError as exc:
                     failures += 1
                     if failures >= self.retry.attempts or not self.retry.retryable_error(exc):
@@ -460,18 +474,31 @@ def _not_found_message(ref: Reference, reference: str, codes: set[str], tags: Op
     return f"image {shown} not found: repository {ref.path!r} has no tag {reference!r} (tags: {known})"
 
 
-def _gather(pieces: Iterator[bytes], size: int, cancel: Optional[threading.Event] = None) -> Iterator[bytes]:
-    """Join the network's small reads into chunks of at least *size* bytes (one copy each)."""
+def _gather(pieces: Iterator[bytes], size: int, cancel: Optional[threading.Event] = None,
+            flush_after: float = FLUSH_AFTER) -> Iterator[bytes]:
+    """Join the network's small reads into chunks of at least *size* bytes (one copy each).
+
+    A slow download is passed on every *flush_after* seconds whatever its size, so progress moves for
+    blobs of any size; and what arrived before the connection broke is passed on before the error,
+    so the download resumes (``Range``) after it instead of starting again.
+    """
     parts: list[bytes] = []
     pending = 0
-    for piece in pieces:
-        if cancel is not None and cancel.is_set():
-            raise errors.Interrupted("blob download cancelled")
-        parts.append(piece)
-        pending += len(piece)
-        if pending >= size:
-            yield parts[0] if len(parts) == 1 else b"".join(parts)
-            parts, pending = [], 0
+    last = time.monotonic()
+    try:
+        for piece in pieces:
+            if cancel is not None and cancel.is_set():
+                raise errors.Interrupted("blob download cancelled")
+            parts.append(piece)
+            pending += len(piece)
+            now = time.monotonic()
+            if pending >= size or now - last >= flush_after:
+                yield parts[0] if len(parts) == 1 else b"".join(parts)
+                parts, pending, last = [], 0, now
+    except httpx.TransportError:
+        if parts:
+            yield b"".join(parts)
+        raise
     if parts:
         yield b"".join(parts)
 

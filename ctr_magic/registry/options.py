@@ -60,6 +60,9 @@ class RegistryOptions:
     ca_file: Optional[str] = None  # extra CA bundle to trust (PEM)
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    # A blob download that receives no byte for this long fails with an error naming blob and registry
+    # (separate from PullImageOptions.timeout, the limit on the whole pull). None: wait forever.
+    stall_timeout: Optional[float] = 30.0
     max_attempts: int = 4  # per request, for transient failures
     max_concurrent_downloads: int = 4
     chunk_size: int = 4 << 20  # bytes per Content.Write message: bigger messages cost containerd less CPU

@@ -244,6 +244,11 @@ class TamperingProxy:
         self.upstream = upstream
         self.corrupt: set[str] = set()
         self.rate: Optional[float] = None
+        self.stall_after: Optional[int] = None  # blob bytes sent before going silent (connection kept open)
+        self.cut_after: Optional[int] = None  # blob bytes sent before closing the connection (once per blob)
+        self.ranges: list[tuple[str, str]] = []  # (digest, Range header) of every blob GET
+        self._cut: set[str] = set()
+        self._stop = threading.Event()
         self._client = httpx.Client(trust_env=False, timeout=30, follow_redirects=False)
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -255,6 +260,7 @@ class TamperingProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
@@ -283,15 +289,32 @@ class TamperingProxy:
                     self.end_headers()
                     if method == "HEAD":
                         return
+                    if is_blob:
+                        proxy.ranges.append((digest, self.headers.get("range", "")))
                     flipped = False
+                    sent = 0
+                    cut_at = proxy.cut_after if is_blob and digest not in proxy._cut else None
                     for chunk in response.iter_raw(64 * 1024):
                         if is_blob and digest in proxy.corrupt and not flipped and chunk:
                             chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
                             flipped = True
                         if is_blob and proxy.rate:
                             time.sleep(len(chunk) / proxy.rate)
+                        if cut_at is not None and sent + len(chunk) >= cut_at:
+                            self.wfile.write(chunk[: cut_at - sent])
+                            self.wfile.flush()
+                            proxy._cut.add(digest)
+                            self.close_connection = True
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            return
+                        if is_blob and proxy.stall_after is not None and sent + len(chunk) >= proxy.stall_after:
+                            self.wfile.write(chunk[: proxy.stall_after - sent])
+                            self.wfile.flush()
+                            proxy._stop.wait()  # silent, connection open, until the proxy stops
+                            return
                         self.wfile.write(chunk)
-                except (BrokenPipeError, ConnectionResetError):
+                        sent += len(chunk)
+                except (BrokenPipeError, ConnectionResetError, OSError):
                     pass
                 finally:
                     response.close()
