@@ -153,6 +153,23 @@ class ContainerdClient:
         finally:
             call.cancel()
 
+    def wait_until_reachable(self, timeout: float) -> bool:
+        """True once containerd answers (at once if it does), False after *timeout* seconds.
+
+        For cleaning up after containerd went away mid-operation: the call is queued until the
+        channel is connected again instead of failing fast.
+        """
+        from google.protobuf import empty_pb2
+
+        from .pb import version_pb2_grpc
+
+        try:
+            self.stub(version_pb2_grpc.VersionStub).Version(empty_pb2.Empty(), timeout=timeout,
+                                                              wait_for_ready=True)
+        except grpc.RpcError:
+            return False
+        return True
+
     def close(self) -> None:
         self._channel.close()
 

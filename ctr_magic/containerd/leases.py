@@ -84,6 +84,11 @@ class Lease:
     def __exit__(self, *exc: object) -> None:
         try:
             self.delete()
+        except errors.Unavailable:
+            if exc[0] is None:
+                raise
+            # Failing already (containerd went away): keep that error; the lease expires by itself.
+            log.warning("could not delete lease %s; it expires by itself", self.id)
         except KeyboardInterrupt:
             # A second Ctrl-C while cleaning up: finish the deletion, then let it propagate.
             self.delete()

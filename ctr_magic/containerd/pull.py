@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: How long a failed or interrupted pull waits for its workers to stop before cleaning up anyway.
 WORKER_STOP_TIMEOUT = 10.0
+#: How long a pull broken by containerd going away waits for it to come back to clean up (abort, unlease).
+CLEANUP_WAIT = 20.0
 
 
 def merge_blob_labels(content: ContentStore, digest: str, labels: dict[str, str], domain: str) -> None:
@@ -110,6 +112,9 @@ class PullJob:
             try:
                 info = self._pull()
             except BaseException as exc:
+                if isinstance(exc, errors.Unavailable) and not self.client.wait_until_reachable(CLEANUP_WAIT):
+                    log.warning("containerd at %s is gone; the pull's ingests and lease %s are left to expire",
+                                self.client.address, lease.id)
                 self._stop_workers()
                 with contextlib.suppress(BaseException):
                     self.reporter.pump()  # let the caller see which blobs ended in "error"

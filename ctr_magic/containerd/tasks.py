@@ -380,6 +380,14 @@ class TasksMixin(RuntimeBase):
                     except grpc.FutureTimeoutError:
                         pass
                     except grpc.RpcError as exc:
+                        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                            # containerd went away; the shim keeps writing the log. Wait again,
+                            # queued until containerd is back, and keep following meanwhile.
+                            log.info("containerd went away while following the log of %s", container_id)
+                            exit_future = self.tasks_stub.Wait.future(
+                                tasks_pb2.WaitRequest(container_id=container_id),
+                                metadata=self.client.metadata(), wait_for_ready=True)
+                            continue
                         log.debug("waiting for the exit of %s failed: %s", container_id, exc)
                         exit_future = None  # task deleted under us: read what is there and stop
         finally:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,9 @@ from ctr_magic import errors
 from ctr_magic.containerd.service import DefaultService
 from ctr_magic.daemon import Environment, find_binary
 from ctr_magic.imagebuild import busybox_path, publish_test_images
+
+# The registry servers and leak checks of the integration tests are reused here.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
 REQUIRED_BINARIES = ("containerd", "ctr", "containerd-shim-runc-v2", "runc", "docker-registry")
 

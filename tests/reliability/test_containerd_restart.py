@@ -123,3 +123,38 @@ def _wait_request(cid: str) -> object:
     from ctr_magic.containerd.pb import tasks_pb2
 
     return tasks_pb2.WaitRequest(container_id=cid)
+
+
+def test_logs_follow_resumes_across_a_restart(env: Environment, svc: DefaultService,
+                                              images: dict[str, str]) -> None:
+    import threading
+
+    from ctr_magic.types import StartTaskOptions
+
+    cid = f"rel-logs-{os.getpid()}"
+    script = "i=0; while [ $i -lt 40 ]; do echo line $i; i=$((i+1)); sleep 0.2; done; echo end"
+    svc.create_container(CreateContainerRequest(id=cid, image_ref=images["busybox"],
+                                                spec=ContainerSpec(cmd=["sh", "-c", script])))
+    try:
+        svc.start_container(cid, StartTaskOptions(log_path=svc.log_path_for(cid)))
+        got: list[bytes] = []
+        finished = threading.Event()
+
+        def follow() -> None:
+            try:
+                for chunk in svc.logs(cid, follow=True, timeout=90):
+                    got.append(chunk)
+            finally:
+                finished.set()
+
+        worker = threading.Thread(target=follow)
+        worker.start()
+        wait_for(lambda: b"line 3\n" in b"".join(got), 20, "the first lines")
+        kill_containerd(env)
+        restart(env)
+        # Before: the follow stopped when containerd went away, long before "end".
+        assert finished.wait(90)
+        text = b"".join(got).decode()
+        assert text.endswith("line 39\nend\n"), text[-200:]
+    finally:
+        svc.delete_container(cid, DeleteContainerOptions(force=True))
