@@ -742,6 +742,7 @@ class Environment:
         # Keep dockerd's identity key out of /etc/docker.
         daemon_json.write_text(json.dumps({"deprecated-key-path": str(self.base_dir / "docker-key.json")}) + "\n")
         pidfile = self.run_dir / "docker.pid"
+        self._remove_stale_pidfile(pidfile)
         argv = [
             dockerd,
             "--containerd", info.containerd_socket,
@@ -770,6 +771,16 @@ class Environment:
         self._wait_ready(proc, ping, "dockerd", "dockerd.log", max(self.start_timeout, 60.0))
         log.info("dockerd ready in %.2fs (pid %d)", time.monotonic() - t0, proc.pid)
         return EnvironmentInfo.from_dict({**info.to_dict(), "dockerd_pid": proc.pid, "dockerd_socket": sock})
+
+    def _remove_stale_pidfile(self, pidfile: Path) -> None:
+        """dockerd refuses to start while its pid file exists; after a crash the file outlives it."""
+        try:
+            pid = int(pidfile.read_text().strip() or 0)
+        except (OSError, ValueError):
+            pid = 0
+        if pidfile.exists() and not self._pid_is(pid, self._is_dockerd):
+            log.info("removing the pid file of a dockerd that is gone (%s)", pidfile)
+            pidfile.unlink(missing_ok=True)
 
     def _containerd_answers(self) -> bool:
         if not self.containerd_socket.exists():

@@ -99,4 +99,14 @@ def unavailable(socket_path: str, exc: BaseException, *, daemon: str = "the Dock
     )
 
 
-__all__ = ["classify", "error_for", "first_line", "message_of", "stream_error", "unavailable"]
+def went_away(what: str, socket_path: str, exc: BaseException, *, daemon: str = "the Docker daemon"
+              ) -> errors.Unavailable:
+    """The connection was up and broke during *what*: the daemon stopped or restarted."""
+    reason = first_line(str(exc)) or type(exc).__name__
+    return errors.Unavailable(
+        f"{what}: {daemon} at {socket_path} went away while the call ran ({reason})",
+        hint="it restarted or stopped; make the call again once it is back",
+    )
+
+
+__all__ = ["classify", "error_for", "first_line", "message_of", "stream_error", "unavailable", "went_away"]

@@ -19,7 +19,7 @@ import httpx
 
 from .. import errors
 from ..jsondoc import load_json
-from .errors import error_for, message_of, unavailable
+from .errors import error_for, message_of, unavailable, went_away
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ _CONNECT_TIMEOUT = 5.0
 _MAX_HEADER_BYTES = 64 * 1024
 _WAKE_INTERVAL = 0.5
 _UNSET: Any = object()
+_SAFE_TO_RESEND = frozenset({"GET", "HEAD"})
+_RESENDS = 4
 
 
 def json_body(resp: httpx.Response, shape: type = object) -> Any:
@@ -68,6 +70,9 @@ class Transport:
             yield
         except httpx.TimeoutException as exc:
             raise errors.Interrupted(f"{what}: no answer from {self.daemon} in time ({exc})") from None
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.CloseError) as exc:
+            # The connection was up and broke: the daemon stopped or restarted during the call.
+            raise went_away(what, self.socket_path, exc, daemon=self.daemon) from None
         except httpx.TransportError as exc:
             raise unavailable(self.socket_path, exc, daemon=self.daemon) from None
 
@@ -90,7 +95,16 @@ class Transport:
         """Send one request; a status >= 400 not listed in *ok* raises the mapped CtrError."""
         self._check_open()
         with self._mapped_errors(what):
-            resp = self._client.request(method, path, params=params, json=body, timeout=self._timeout(timeout))
+            for attempt in range(_RESENDS + 1):
+                try:
+                    resp = self._client.request(method, path, params=params, json=body,
+                                                timeout=self._timeout(timeout))
+                    break
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    # Most likely kept-alive connections the daemon closed when it stopped or restarted
+                    # (the pool may hold several): again, until a new connection works or cannot be made.
+                    if method not in _SAFE_TO_RESEND or attempt == _RESENDS:
+                        raise
         if resp.status_code >= 400 and resp.status_code not in ok:
             raise error_for(resp.status_code, message_of(resp.content), what=what, kind=kind)
         return resp
