@@ -64,7 +64,7 @@ class DebianImage:
 
 
 def _home() -> Path:
-    from .daemon import default_base_dir  # reads $CTR_MAGIC_HOME
+    from .env import default_base_dir  # reads $CTR_MAGIC_HOME
 
     return default_base_dir()
 
@@ -125,7 +125,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _debootstrap(target: Path, suite: str, packages: Sequence[str], mirror: str) -> None:
-    from .daemon import find_binary
+    from .env import find_binary
 
     binary = find_binary("debootstrap")
     if os.geteuid() != 0:

@@ -708,7 +708,7 @@ def large_random_image(
 
 
 def skopeo_path() -> str:
-    from .daemon import find_binary  # lazily: the daemon module is not needed to build images
+    from .env import find_binary  # lazily: the daemon module is not needed to build images
 
     return find_binary("skopeo")
 

@@ -20,8 +20,8 @@ import pytest
 from images_support import ctr_cmd
 
 from ctr_magic import cli, errors
-from ctr_magic import daemon as daemon_mod
-from ctr_magic.daemon import Environment, EnvironmentInfo, find_binary
+from ctr_magic.env import Environment, EnvironmentInfo, find_binary
+from ctr_magic.env import binaries as daemon_mod
 from ctr_magic.imagebuild import build_test_images, host_platform, publish_test_images, registry_manifest_digest
 
 # ----------------------------------------------------------------------------- helpers (independent of daemon.py)

@@ -21,7 +21,7 @@ from ctr_magic.constants import (
     MEDIA_OCI_MANIFEST,
 )
 from ctr_magic.containerd.service import DefaultService
-from ctr_magic.daemon import EnvironmentInfo
+from ctr_magic.env import EnvironmentInfo
 from ctr_magic.types import DeleteImageOptions, PullImageOptions
 
 images_namespace = images_support.images_namespace

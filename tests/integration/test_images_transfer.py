@@ -20,7 +20,7 @@ from ctr_magic import errors, imagebuild
 from ctr_magic.constants import MEDIA_DOCKER_MANIFEST, MEDIA_OCI_MANIFEST
 from ctr_magic.containerd.client import ContainerdClient
 from ctr_magic.containerd.service import DefaultService
-from ctr_magic.daemon import Environment, EnvironmentInfo, find_binary
+from ctr_magic.env import Environment, EnvironmentInfo, find_binary
 from ctr_magic.types import DeleteImageOptions, LayerProgress
 
 images_namespace = images_support.images_namespace

@@ -51,7 +51,7 @@ def _effective_socket(backend: str) -> str:
 
 
 def _environment(home: str | None, ctx: Context) -> Any:
-    from ...daemon import Environment
+    from ...env import Environment
 
     if ctx.session.environment is not None and not home:
         return ctx.session.environment

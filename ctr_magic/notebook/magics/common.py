@@ -44,7 +44,7 @@ def report_exit(ctx: Context, what: str, code: int, check: bool) -> None:
 def network_request(ctx: Context, container_id: str) -> NetworkSetupRequest:
     """CNI plugins from the host (containernetworking-plugins); configs from ``%config
     CtrMagic.cni_conf_dir``, or the backend's default bridge network when that is empty."""
-    from ...daemon import cni_bin_dir
+    from ...env import cni_bin_dir
 
     return NetworkSetupRequest(container_id=container_id, cni_bin_dir=cni_bin_dir(),
                                cni_conf_dir=ctx.magic.cni_conf_dir)
