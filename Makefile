@@ -10,7 +10,7 @@ APT_PACKAGES := containerd runc docker-registry skopeo busybox-static containern
 export CTR_MAGIC_HOME ?= /var/lib/ctr-magic
 OUT ?= out
 
-.PHONY: help deps system-deps python-deps test unit lint demo up down lab protos bench clean
+.PHONY: help deps system-deps python-deps test unit lint demo up down lab protos bench clean soak
 
 help:
 	@echo "make demo   - install everything, start the private containerd + registry, run the tutorials"
@@ -18,6 +18,7 @@ help:
 	@echo "make lab    - open JupyterLab on the notebooks (after make demo)"
 	@echo "make protos - regenerate ctr_magic/_proto from protos/"
 	@echo "make bench  - run the side-by-side benchmarks"
+	@echo "make soak   - the reliability suite at full counts (>= 50 fault trials per operation)"
 
 deps: system-deps python-deps
 
@@ -61,6 +62,13 @@ protos: python-deps
 
 bench: deps
 	$(PY) -m bench
+
+# The reliability suite with the counts the README reports: 50 seeded fault trials per operation,
+# a 30 s daemon outage; `make test` runs the same tests with a few trials each.
+SOAK_TRIALS ?= 50
+soak: deps
+	CTR_MAGIC_FAULT_TRIALS=$(SOAK_TRIALS) CTR_MAGIC_OUTAGE_SECONDS=30 \
+		$(PY) -m pytest -q -p no:cacheprovider -s --timeout 1800 tests/reliability
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -13,6 +13,7 @@ import grpc
 from .. import errors
 from ..constants import DEFAULT_NAMESPACE, DEFAULT_SOCKET_PATH, LEASE_HEADER, NAMESPACE_HEADER
 from .grpc_errors import map_rpc_error
+from .interrupts import deferred_interrupts
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,18 @@ def grpc_target(address: str) -> str:
     if address.startswith("/") or address.startswith("."):
         return "unix:" + os.path.abspath(address)
     return address
+
+
+def wait_settled(future: Any, timeout: Optional[float] = None) -> bool:
+    """Block until the gRPC *future* is done (True) or *timeout* seconds pass (False).
+
+    Ctrl-C then lands in this private Event's wait, not inside gRPC's own condition: the fault trials
+    caught an interrupt that left one of gRPC's locks held, and every later call on the channel hung.
+    """
+    done = threading.Event()
+    with deferred_interrupts():
+        future.add_done_callback(lambda _future: done.set())
+    return done.wait(timeout)
 
 
 class CancelScope:
@@ -119,13 +132,17 @@ class ContainerdClient:
         CtrError naming *what*."""
         if cancel_scope is not None and cancel_scope.cancelled:
             raise errors.Interrupted(f"{what}: cancelled")
-        future = method.future(request, timeout=timeout, metadata=self.metadata(lease, namespace))
+        with deferred_interrupts():
+            future = method.future(request, timeout=timeout, metadata=self.metadata(lease, namespace))
         if cancel_scope is not None:
             cancel_scope.track(future)
         try:
-            return future.result()
+            wait_settled(future)
+            with deferred_interrupts():
+                return future.result()
         except KeyboardInterrupt:
-            future.cancel()
+            with deferred_interrupts():
+                future.cancel()
             raise
         except grpc.RpcError as err:
             if cancel_scope is not None and cancel_scope.cancelled:

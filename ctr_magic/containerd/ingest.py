@@ -156,6 +156,11 @@ class BlobWriter:
                     delay = min(delay * 2, 1.0)
                     continue
                 raise self._error(err) from None
+            except BaseException:
+                # Ctrl-C while containerd answers: an open stream would keep the ref locked (and its
+                # request thread waiting) until the process ends, so a rerun could never write it.
+                self._finish_stream()
+                raise
             offset = int(status.offset)
             if offset > self.size:
                 offset = 0  # garbage in the ingest: the first write at offset 0 truncates it
@@ -260,7 +265,11 @@ def ingest(
         on_open(writer)
     if cancel is not None and cancel.is_set():
         raise errors.Interrupted(f"writing {ref}: cancelled")
-    offset = writer.open(cancel=cancel)
+    try:
+        offset = writer.open(cancel=cancel)
+    except KeyboardInterrupt:
+        writer.abort()  # containerd may have started the ingest before the interrupt
+        raise
     if offset is None:
         return False
     try:

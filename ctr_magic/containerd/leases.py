@@ -46,8 +46,17 @@ class Lease:
     def create(self) -> Lease:
         until = datetime.now(timezone.utc) + timedelta(seconds=self.expire)
         labels = {LABEL_GC_EXPIRE: _rfc3339(until), LABEL_LEASE_PURPOSE: self.purpose}
-        self._client.call(self._stub.Create, leases_pb2.CreateRequest(id=self.id, labels=labels),
-                          what=f"creating lease {self.id}")
+        try:
+            self._client.call(self._stub.Create, leases_pb2.CreateRequest(id=self.id, labels=labels),
+                              what=f"creating lease {self.id}")
+        except BaseException:
+            # Interrupted (or failed) after containerd may have made it: the cancel can arrive too late.
+            self._created = True
+            try:
+                self.delete()
+            except Exception:
+                log.debug("removing lease %s after a failed create", self.id, exc_info=True)
+            raise
         self._created = True
         log.debug("lease %s created", self.id)
         return self

@@ -13,8 +13,9 @@ import pytest
 from images_support import active_ingests, assert_nothing_left
 from registry_servers import PrivateRegistry, TamperingProxy
 
-from ctr_magic import errors, imagebuild
+from ctr_magic import errors, testimages
 from ctr_magic.containerd.service import DefaultService
+from ctr_magic.ocilayout import BuiltImage
 from ctr_magic.reference import parse_reference
 from ctr_magic.registry import RegistryClient, RegistryOptions, parse
 from ctr_magic.types import LayerProgress, PullImageOptions
@@ -26,15 +27,15 @@ LAYER_MIB = 3  # under the 4 MiB chunk the blob reader gathers: the size that sh
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> imagebuild.BuiltImage:
-    return imagebuild.large_random_image(tmp_path_factory.mktemp("stall-image"), layers=1, size_mib=LAYER_MIB,
+def layout(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
+    return testimages.large_random_image(tmp_path_factory.mktemp("stall-image"), layers=1, size_mib=LAYER_MIB,
                                          seed=14)
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory, layout: imagebuild.BuiltImage) -> Iterator[PrivateRegistry]:
+def registry(tmp_path_factory: pytest.TempPathFactory, layout: BuiltImage) -> Iterator[PrivateRegistry]:
     with PrivateRegistry(tmp_path_factory.mktemp("stall-registry")) as reg:
-        imagebuild.publish(layout.layout, reg.addr, "ctr-magic/stall", "latest", src_tag=layout.tag)
+        testimages.publish(layout.layout, reg.addr, "ctr-magic/stall", "latest", src_tag=layout.tag)
         yield reg
 
 

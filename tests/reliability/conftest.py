@@ -17,7 +17,7 @@ import pytest
 from ctr_magic import errors
 from ctr_magic.containerd.service import DefaultService
 from ctr_magic.daemon import Environment, find_binary
-from ctr_magic.imagebuild import busybox_path, publish_test_images
+from ctr_magic.testimages import busybox_path, publish_test_images
 
 # The registry servers and leak checks of the integration tests are reused here.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))

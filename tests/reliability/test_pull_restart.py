@@ -10,7 +10,7 @@ from images_support import active_ingests, image_names, snapshots
 from outages import kill_containerd, restart
 from registry_servers import TamperingProxy
 
-from ctr_magic import errors, imagebuild
+from ctr_magic import errors, testimages
 from ctr_magic.containerd.leases import list_leases
 from ctr_magic.containerd.service import DefaultService
 from ctr_magic.daemon import Environment
@@ -22,8 +22,8 @@ OUTAGE_SECONDS = 3.0
 @pytest.fixture(scope="module")
 def big_ref(env: Environment, tmp_path_factory: pytest.TempPathFactory) -> str:
     assert env.info is not None
-    built = imagebuild.large_random_image(tmp_path_factory.mktemp("big"), layers=2, size_mib=12, seed=14)
-    imagebuild.publish(built.layout, env.info.registry_addr, "ctr-magic/rel-big", "latest", src_tag=built.tag)
+    built = testimages.large_random_image(tmp_path_factory.mktemp("big"), layers=2, size_mib=12, seed=14)
+    testimages.publish(built.layout, env.info.registry_addr, "ctr-magic/rel-big", "latest", src_tag=built.tag)
     return f"{env.info.registry_addr}/ctr-magic/rel-big:latest"
 
 

@@ -20,8 +20,8 @@ from ctr_magic import cni, errors
 from ctr_magic.docker.errors import message_of
 from ctr_magic.docker.transport import json_body
 from ctr_magic.jsondoc import MAX_DEPTH, load_json, nesting_depth
-from ctr_magic.magics import argtypes, parsing
-from ctr_magic.magics.splitting import split_words
+from ctr_magic.notebook.magics import argtypes, parsing
+from ctr_magic.notebook.magics.splitting import split_words
 from ctr_magic.platforms import parse_platform
 from ctr_magic.reference import normalize, parse_reference
 from ctr_magic.registry import manifests

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import InvalidArgument
+from ...errors import InvalidArgument
 
 _PIECE = re.compile(
     r"""(?P<blank>[ \t\r\n]+)
