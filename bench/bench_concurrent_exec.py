@@ -89,10 +89,16 @@ def run(env: EnvironmentInfo) -> list[Comparison]:
                 if result.exit_code != 0 or out.getvalue() != b"hi\n":
                     raise AssertionError(f"exec gave {result.exit_code} {out.getvalue()!r}")
 
+            wrong: list[str] = []
+
             def theirs() -> None:
-                code, output = theirs_box.exec_run(["echo", "hi"])
-                if code != 0 or output != b"hi\n":
-                    raise AssertionError(f"exec_run gave {code} {output!r}")
+                try:
+                    code, output = theirs_box.exec_run(["echo", "hi"])
+                except Exception as exc:  # seen: urllib3's pool closed under 200 threads ('NoneType' ... 'qsize')
+                    wrong.append(repr(exc))
+                    return
+                if code != 0 or output != b"hi\n":  # docker-py #3332: fast commands' output can go missing
+                    wrong.append(f"{code} {output!r}")
 
             walls: tuple[list[float], list[float]] = ([], [])
             each: tuple[list[float], list[float]] = ([], [])
@@ -102,9 +108,11 @@ def run(env: EnvironmentInfo) -> list[Comparison]:
                     wall, latencies = _round(fn)
                     walls[side].append(wall)
                     each[side].extend(latencies)
+            note = [f"docker-py returned a wrong result for {len(wrong)} of {CONCURRENT * (ROUNDS + 1)} execs "
+                    f"(e.g. {wrong[0]}); ctr-magic for none"] if wrong else []
             return [
                 Comparison(f"{CONCURRENT} concurrent execs on one container: wall time", walls[0], walls[1],
-                           "docker-py exec_run", target=1.0),
+                           "docker-py exec_run", target=1.0, notes=note),
                 Comparison(f"{CONCURRENT} concurrent execs on one container: each exec", each[0], each[1],
                            "docker-py exec_run", target=1.0),
             ]

@@ -55,8 +55,9 @@ class Comparison:
         if self.target is not None:
             ok = self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
             verdict = f"  target {'≥' if self.higher_is_better else '≤'} {self.target}: {'met' if ok else 'MISSED'}"
+        notes = "".join(f"\n  note: {note}" for note in self.notes)
         return (f"{self.name}\n  ctr-magic        {fmt(self.ours)}\n  {self.reference_name:<16} "
-                f"{fmt(self.reference)}\n  ratio ours/ref   {self.ratio:.2f}{verdict}")
+                f"{fmt(self.reference)}\n  ratio ours/ref   {self.ratio:.2f}{verdict}{notes}")
 
 
 def time_call(fn: Callable[[], object], repeat: int, *, setup: Optional[Callable[[], object]] = None,

@@ -29,14 +29,13 @@ def mounted_read_only(mounts: Sequence[Any], what: str) -> Iterator[DirRootfs]:
     if len(mounts) != 1:
         raise errors.NotSupported(f"{what}: cannot read files from {len(mounts)} stacked mounts")
     target = tempfile.mkdtemp(prefix=ROOTFS_PEEK_PREFIX)
-    mounted = False
     try:
         mount_all(read_only_mounts(list(mounts)), target, what=f"{what}: mounting the snapshot to read it")
-        mounted = True
         yield DirRootfs(target)
     finally:
-        if mounted:
-            unmount(target, all_layers=True)
+        # Always (unmount is idempotent): a Ctrl-C right after the mount call, before any flag
+        # could record it, left the peek mounted (fault trial create:2028001).
+        unmount(target, all_layers=True)
         try:
             os.rmdir(target)
         except OSError:
