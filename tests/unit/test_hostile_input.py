@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import tempfile
 import time
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def test_option_values_raise_only_ctr_errors(value: str) -> None:
 @BOUNDED
 @given(st.one_of(JSON_DOC.map(json.dumps), st.binary(max_size=40).map(lambda b: b.decode("latin-1"))))
 def test_cni_configs_raise_only_ctr_errors(text: str) -> None:
-    conf_dir = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"cni-hostile-{os.getpid()}")
+    conf_dir = os.path.join(tempfile.gettempdir(), f"cni-hostile-{os.getpid()}")
     os.makedirs(conf_dir, exist_ok=True)
     with open(os.path.join(conf_dir, "10-x.conflist"), "w", encoding="utf-8", errors="surrogatepass") as fh:
         fh.write(text)
