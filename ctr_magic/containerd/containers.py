@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -88,19 +89,36 @@ class ExistingSnapshot:
     committed: bool
 
 
+#: How long a failed create waits for containerd to come back to undo what it made.
+UNDO_WAIT = 20.0
+
+
 class _Undo:
     """What create_container made so far, removed again (newest first) if it fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: Any = None) -> None:
         self._steps: list[tuple[str, Any]] = []
+        self._client = client
 
     def add(self, what: str, fn: Any) -> None:
         self._steps.append((what, fn))
 
     def run(self) -> None:
+        give_up = time.monotonic() + UNDO_WAIT
         for what, fn in reversed(self._steps):
             try:
                 fn()
+            except errors.Unavailable:
+                # containerd went away mid-create (killed, restarting): wait for it (bounded) and undo
+                # there, or a lease and a snapshot without a container stay behind.
+                left = give_up - time.monotonic()
+                if self._client is None or left <= 0 or not self._client.wait_until_reachable(left):
+                    log.warning("cleanup failed: %s (containerd unreachable)", what)
+                    continue
+                try:
+                    fn()
+                except BaseException:
+                    log.warning("cleanup failed: %s", what, exc_info=True)
             except BaseException:  # keep undoing; the original error is what the caller sees
                 log.warning("cleanup failed: %s", what, exc_info=True)
         self._steps.clear()
@@ -175,7 +193,7 @@ class ContainersPart:
         The root filesystem is snapshot *key*: prepared on the image's layers, or, with *existing*,
         prepared on that committed snapshot or (an active one) *existing* itself.
         """
-        undo = _Undo()
+        undo = _Undo(self.client)
         spec_in = req.spec or ContainerSpec()
         try:
             lease = Lease(self.client, "create", expire=CREATE_LEASE_EXPIRY_SECONDS).create()

@@ -74,8 +74,11 @@ def test_one_shot_exec_spanning_a_restart_returns_its_exit_code(
 
 def test_calls_recover_within_a_second_after_a_long_outage(env: Environment, svc: DefaultService) -> None:
     seen = outage(env, OUTAGE_SECONDS, svc.list_containers)
-    assert seen and all(msg.startswith("cannot reach containerd") for msg in seen), seen
+    # The first call may still go out on the connection containerd's death broke ("went away");
+    # every later one finds it unreachable.
+    assert len(seen) > 2 and all(msg.startswith("cannot reach containerd") for msg in seen[1:]), seen
     recovery = first_success_after(svc.list_containers)
+    print(f"\ncontainerd: first call succeeded {recovery * 1000:.0f} ms after a {OUTAGE_SECONDS:g} s outage")
     # Before: 16.7 s after a 30 s outage (gRPC's reconnect backoff). 1 s is the promise; the
     # bounded backoff gives at most 0.5 s, the rest is room for a loaded machine.
     assert recovery < 1.0, f"first call succeeded {recovery:.2f}s after containerd was back"
