@@ -21,6 +21,8 @@ from .pb import leases_pb2, leases_pb2_grpc
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPIRE = 24 * 3600.0  # what containerd's own client uses
+#: How long cleaning up after containerd went away waits for it to come back.
+CLEANUP_WAIT = 20.0
 LABEL_LEASE_PURPOSE = f"{LABEL_PREFIX}/lease-purpose"
 
 
@@ -49,10 +51,13 @@ class Lease:
         try:
             self._client.call(self._stub.Create, leases_pb2.CreateRequest(id=self.id, labels=labels),
                               what=f"creating lease {self.id}")
-        except BaseException:
-            # Interrupted (or failed) after containerd may have made it: the cancel can arrive too late.
+        except BaseException as exc:
+            # Interrupted (or failed) after containerd may have made it: the cancel can arrive too late,
+            # or containerd died after making it (then wait, bounded, for it to come back).
             self._created = True
             try:
+                if isinstance(exc, errors.Unavailable):
+                    self._client.wait_until_reachable(CLEANUP_WAIT)
                 self.delete()
             except Exception:
                 log.debug("removing lease %s after a failed create", self.id, exc_info=True)

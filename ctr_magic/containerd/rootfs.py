@@ -17,6 +17,7 @@ from typing import Any
 from .. import errors
 from ..constants import ROOTFS_PEEK_PREFIX
 from ..hostmount import mount_all, unmount
+from .interrupts import deferred_interrupts
 from .mounts import read_only_mounts
 from .spec import DirRootfs
 
@@ -28,18 +29,21 @@ def mounted_read_only(mounts: Sequence[Any], what: str) -> Iterator[DirRootfs]:
     """Mount *mounts* (containerd ``Mount`` messages or MountInfo) read-only on a temp dir; yield its files."""
     if len(mounts) != 1:
         raise errors.NotSupported(f"{what}: cannot read files from {len(mounts)} stacked mounts")
-    target = tempfile.mkdtemp(prefix=ROOTFS_PEEK_PREFIX)
+    with deferred_interrupts():  # a Ctrl-C between making the directory and the try would leave it
+        target = tempfile.mkdtemp(prefix=ROOTFS_PEEK_PREFIX)
     try:
         mount_all(read_only_mounts(list(mounts)), target, what=f"{what}: mounting the snapshot to read it")
         yield DirRootfs(target)
     finally:
         # Always (unmount is idempotent): a Ctrl-C right after the mount call, before any flag
-        # could record it, left the peek mounted (fault trial create:2028001).
-        unmount(target, all_layers=True)
-        try:
-            os.rmdir(target)
-        except OSError:
-            log.warning("could not remove %s", target, exc_info=True)
+        # could record it, left the peek mounted (fault trial create:2028001); and a Ctrl-C during
+        # the unmount left the directory (create:2028014), so the cleanup runs with it deferred.
+        with deferred_interrupts():
+            unmount(target, all_layers=True)
+            try:
+                os.rmdir(target)
+            except OSError:
+                log.warning("could not remove %s", target, exc_info=True)
 
 
 class PreloadedRootfs:
