@@ -204,7 +204,8 @@ def upstream_fds(tmp_path_factory) -> descriptor_pb2.FileDescriptorSet:
         )
     missing = [str(p) for p in UPSTREAM_CGROUP_METRICS if not p.is_file()]
     if missing:
-        pytest.skip(f"cgroups upstream protos not found ({missing[0]}): apt-get install golang-github-containerd-cgroups-dev")
+        pytest.skip(f"cgroups upstream protos not found ({missing[0]}): "
+                    "apt-get install golang-github-containerd-cgroups-dev")
     files = sorted(UPSTREAM_API.rglob("*.proto")) + UPSTREAM_CGROUP_METRICS
     return compile_descriptor_set(
         UPSTREAM_INCLUDES, files, tmp_path_factory.mktemp("upstream") / "upstream.pb"
