@@ -283,7 +283,8 @@ def _supervised(method: F) -> F:
     return call  # type: ignore[return-value]
 
 
-for _name in (*SERVICE_METHODS, "kill_task", "wait_task", "logs", "iter_logs", "events", "version"):
+for _name in (*SERVICE_METHODS, "kill_task", "wait_task", "logs", "iter_logs", "events", "version",
+              "container_events", "container_stats"):
     setattr(AppleService, _name, _supervised(getattr(AppleService, _name)))
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, Optional, Protocol, TypeVar, Union, 
 from .errors import NotSupported
 
 if TYPE_CHECKING:
+    from .monitoring import EventStream, StatsSample
     from .types import ImageInfo, LayerProgress, SnapshotCommitResult, SnapshotInfo
 
 
@@ -78,6 +79,20 @@ class Namespaces(Protocol):
     def delete_namespace(self, name: str = "") -> None: ...
 
 
+@runtime_checkable
+class Events(Protocol):
+    """A live stream of container changes (the dashboard follows it)."""
+
+    def container_events(self) -> EventStream: ...
+
+
+@runtime_checkable
+class Stats(Protocol):
+    """Resource samples of a running container (``%ctr stats``, the dashboard's CPU and memory)."""
+
+    def container_stats(self, container_id: str) -> StatsSample: ...
+
+
 @dataclass(frozen=True)
 class Feature:
     """A declared feature: its Protocol, what it is called, and the way out when a backend lacks it."""
@@ -97,6 +112,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature(Logs, "container logs", "use the containerd or Docker backend"),
     Feature(Signals, "signals and waits", "use the containerd or Docker backend"),
     Feature(Namespaces, "namespaces", "namespaces need the containerd backend: `%ctr use containerd`"),
+    Feature(Events, "container events", "use the containerd or Docker backend; `%ctr ps` lists containers"),
+    Feature(Stats, "container stats", "use the containerd or Docker backend"),
 )
 
 _FeatureT = TypeVar("_FeatureT")
@@ -132,6 +149,7 @@ __all__ = [
     "FEATURES",
     "Checkpoints",
     "Committing",
+    "Events",
     "Feature",
     "ImageArchives",
     "Logs",
@@ -139,6 +157,7 @@ __all__ = [
     "Pushing",
     "Signals",
     "SnapshotRemoval",
+    "Stats",
     "Tagging",
     "feature",
     "require",

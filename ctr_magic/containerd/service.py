@@ -10,6 +10,7 @@ from google.protobuf import empty_pb2
 
 from ..constants import DEFAULT_NAMESPACE, DEFAULT_SOCKET_PATH
 from ..errors import FailedPrecondition
+from ..monitoring import EventStream, StatsSample
 from .client import ContainerdClient
 from .containers import ContainersMixin
 from .exec import ExecMixin
@@ -105,6 +106,24 @@ class DefaultService(
             out.append(PluginInfo(plugin.type, plugin.id, "error" if error else "ok", list(plugin.requires),
                                   error))
         return out
+
+    # -- live views (features.Events, features.Stats) --------------------------------------------
+    def container_events(self) -> EventStream:
+        """A live stream of the namespace's container and task changes; close it to end its thread."""
+        from .watch import subscribe
+
+        return subscribe(self.client)
+
+    def container_stats(self, container_id: str) -> StatsSample:
+        """One resource sample of the container's running task (CPU time, memory, pids, I/O)."""
+        from ..types import TaskStatus
+        from .metrics import task_sample
+
+        task = self.get_task_info(container_id)
+        if task.status not in (TaskStatus.RUNNING, TaskStatus.PAUSED):
+            raise FailedPrecondition(f"container {container_id} is {task.status}: nothing to measure",
+                                     hint=f"start it first: %ctr start {container_id}")
+        return task_sample(self.client, container_id, task.pid)
 
     def close(self) -> None:
         self.client.close()

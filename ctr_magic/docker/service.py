@@ -32,6 +32,7 @@ from typing import Any, Optional
 from .. import errors
 from ..constants import DEFAULT_DOCKER_SOCKET, DEFAULT_STOP_TIMEOUT, ENV_DOCKER_HOST
 from ..hosthelpers import timezone_spec
+from ..monitoring import EventStream, StatsSample
 from ..reference import match_stored_name, parse_reference
 from ..types import (
     ContainerInfo,
@@ -447,6 +448,19 @@ class DockerService:
                ) -> Iterator[dict[str, Any]]:
         """The daemon's event stream (see the Engine API's ``GET /events``)."""
         return self.api.events(since=since, until=until, filters=filters)
+
+    # -- live views (features.Events, features.Stats) ---------------------------------------------
+    def container_events(self) -> EventStream:
+        """A live stream of container changes (``GET /events``); close it to end its thread."""
+        from .watch import subscribe
+
+        return subscribe(self.api)
+
+    def container_stats(self, container_id: str) -> StatsSample:
+        """One resource sample of a running container (``GET /containers/{id}/stats``)."""
+        from .watch import stats
+
+        return stats(self.api, self._resolve(container_id), container_id)
 
     # -- exec ---------------------------------------------------------------------------------------
     def _exec(self, container_id: str, req: ExecTaskRequest, *, attach_stdin: bool) -> ExecProcess:

@@ -104,19 +104,24 @@ class Transport:
                 raise error_for(resp.status_code, message_of(resp.read()), what=what, kind=kind)
             yield resp
 
-    def hijack(self, path: str, body: Any, *, what: str, kind: str = "") -> HijackedConnection:
-        """POST *path* asking for an upgrade; return the raw two-way stream that follows."""
+    def hijack(self, path: str, body: Any, *, what: str, kind: str = "", method: str = "POST",
+               upgrade: bool = True) -> HijackedConnection:
+        """POST *path* asking for an upgrade; return the raw two-way stream that follows.
+
+        ``method="GET", upgrade=False`` opens a long response (events) on a socket of its own, whose
+        reader another thread can wake with :meth:`HijackedConnection.shutdown`.
+        """
         self._check_open()
         payload = b"" if body is None else json.dumps(body).encode()
         content_type = "" if body is None else "Content-Type: application/json\r\n"
+        upgrade_headers = "Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else ""
         head = (
-            f"POST {path} HTTP/1.1\r\n"
+            f"{method} {path} HTTP/1.1\r\n"
             "Host: docker\r\n"
             "User-Agent: ctr-magic\r\n"
             f"{content_type}"
             f"Content-Length: {len(payload)}\r\n"
-            "Connection: Upgrade\r\n"
-            "Upgrade: tcp\r\n"
+            f"{upgrade_headers}"
             "\r\n"
         ).encode()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

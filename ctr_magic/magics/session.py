@@ -34,6 +34,8 @@ class Session:
     #: the private environment this session started (it stops only that one).
     environment: Any = None
     started_environment: bool = False
+    #: live widget views (dashboards, consoles) this session opened, closed with it.
+    views: list[Any] = field(default_factory=list)
     #: what tab completion listed recently: kind -> (monotonic time, names)
     completion_cache: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
     _service: Any = None
@@ -77,6 +79,12 @@ class Session:
 
     def close(self) -> None:
         """Unmount what the session mounted and drop the connection (extension unload, exit)."""
+        for view in self.views:
+            try:
+                view.close()
+            except Exception:
+                log.warning("could not close %r", view, exc_info=True)
+        self.views.clear()
         for key, mounted in list(self.mounts.items()):
             try:
                 mounted.unmount()

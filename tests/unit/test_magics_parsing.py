@@ -74,6 +74,14 @@ GOOD = [
     ("ns rm other", "ns rm", {"name": "other"}),
     ("lock --show", "lock", {"show": True}),
     ("lock --delete", "lock", {"delete": True}),
+    ("dashboard", "dashboard", {"label": "", "status": "", "stats_interval": 2.0}),
+    ("dashboard --label role=web --status running --stats-interval 0", "dashboard",
+     {"label": "role=web", "status": "running", "stats_interval": 0.0}),
+    ("console box", "console", {"id": "box", "shell": "sh"}),
+    ("console box --shell 'sh -i'", "console", {"shell": "sh -i"}),
+    ("stats", "stats", {"ids": [], "watch": False, "interval": 1.0, "count": 0}),
+    ("stats a b --watch --interval 500ms --count 5", "stats",
+     {"ids": ["a", "b"], "watch": True, "interval": 0.5, "count": 5}),
 ]  # fmt: skip
 
 
@@ -107,6 +115,9 @@ BAD = [
     ("kill box -s 99", "out of range"),
     ("images 'unbalanced", "check the quotes"),
     ("run --rm --r busybox", "unrecognized arguments"),  # no abbreviations
+    ("console", "required: id"),
+    ("dashboard --status sideways", "invalid choice"),
+    ("stats --interval soon", "duration 'soon'"),
 ]
 
 

@@ -1,0 +1,1 @@
+"""The notebook layer: what a person sees (widgets, frames, static renderings) over the Service."""
