@@ -3,7 +3,7 @@
 stdout and stderr are read by one thread each and kept apart (stderr in red); the exit code is
 shown when the shell ends. History: the input is a combobox whose list holds earlier commands
 (the browser's up/down keys walk it), plus ↑/↓ buttons. "Ctrl-C" sends SIGINT to what the shell is
-running now (its children), through a second exec, so the console itself survives.
+running now (the shell's children), through a second exec, so the console itself survives.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from ...errors import CtrError
 from ...types import ExecTaskRequest
+from .lifecycle import close_widgets
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +110,12 @@ class Console:
             self.input.observe(self._submitted, names="value")
 
     def send_interrupt(self) -> None:
-        """SIGINT to the shell's children (the running command); the shell itself when it has none."""
+        """SIGINT to the shell's children (the running command); the shell itself carries on."""
         if not self.shell_pid or self.exit_code is not None:
             return
-        script = f"pkill -INT -P {self.shell_pid} 2>/dev/null || kill -INT {self.shell_pid}"
+        # Shell builtins only (small images have no pkill): the children of the shell, from /proc.
+        script = ('for s in /proc/[0-9]*/stat; do read -r p _c _s pp _r < "$s" 2>/dev/null || continue; '
+                  f'[ "$pp" = {self.shell_pid} ] && kill -INT "$p"; done; true')
         try:
             self.service.exec_task(self.container_id, ExecTaskRequest(args=["sh", "-c", script]))
             self._append("input", "^C\n")
@@ -201,8 +204,7 @@ class Console:
                 thread.join(_JOIN_TIMEOUT)
         with self._lock:
             self.closed = True
-        for widget in self._widgets:
-            widget.close()
+        close_widgets(self._widgets)
         atexit.unregister(self.close)
 
 

@@ -19,6 +19,7 @@ from typing import Any, Optional
 from ... import features
 from ...errors import CtrError
 from . import actions
+from .lifecycle import close_widgets
 from .rows import COLUMNS, STATUS_COLOURS, STATUSES, RowState, cells, html_table, read_row, text_table
 
 log = logging.getLogger(__name__)
@@ -133,11 +134,11 @@ class Dashboard:
         self.message = w.HTML()
         self.message.add_class("ctr-dashboard-message")
         self.detail = w.VBox()
-        self.widget = w.VBox([self.header, w.HBox([self.label_filter, self.status_filter]), self.table,
-                              self.message, self.detail])
+        filters = w.HBox([self.label_filter, self.status_filter])
+        self.widget = w.VBox([self.header, filters, self.table, self.message, self.detail])
         self.widget.add_class("ctr-dashboard")
-        self._owned += [self.header, self.label_filter, self.status_filter, *titles, *self.table.children,
-                        self.message, self.detail, self.widget]
+        self._owned += [self.header, self.label_filter, self.status_filter, filters, *titles, *self.table.children,
+                        self.table, self.message, self.detail, self.widget]
 
     def _update_header(self) -> None:
         shown = sum(1 for r in self._rows.values() if r.box.layout.display != "none")
@@ -180,8 +181,7 @@ class Dashboard:
                 if current is not None:
                     del self._rows[container_id]
                     self.table.children = tuple(c for c in self.table.children if c is not current.box)
-                    for widget in current.widgets():
-                        widget.close()
+                    close_widgets(current.widgets())
             elif current is None:
                 row = _Row(self._w, state, self._clicked)
                 self._rows[container_id] = row
@@ -326,10 +326,8 @@ class Dashboard:
 
     def _close_widgets(self) -> None:
         for row in self._rows.values():
-            for widget in row.widgets():
-                widget.close()
-        for widget in self._owned:
-            widget.close()
+            close_widgets(row.widgets())
+        close_widgets(self._owned)
 
     def __enter__(self) -> Dashboard:
         return self

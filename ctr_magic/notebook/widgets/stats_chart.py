@@ -19,6 +19,7 @@ from ...errors import CtrError, NotSupported
 from ...monitoring import StatsSample, cpu_percent
 from ..stats import row as stats_row
 from ..stats import running_ids, stats_frame
+from .lifecycle import close_widgets
 
 WINDOW = 60  # points kept per container
 
@@ -133,8 +134,7 @@ class StatsChart:
         return data
 
     def close(self) -> None:
-        for widget in self._widgets:
-            widget.close()
+        close_widgets(self._widgets)
 
 
 __all__ = ["StatsChart"]
