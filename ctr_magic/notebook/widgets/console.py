@@ -188,7 +188,8 @@ class Console:
         return [t for t in (*self._readers, self._waiter) if t.is_alive()]
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        data = dict(self.widget._repr_mimebundle_())
+        live = self.widget._repr_mimebundle_ if self.widget.comm is not None else None
+        data = dict(live() or {}) if live is not None else {}  # a closed view renders statically
         data["text/plain"] = f"console: {' '.join(self.command)} in {self.container_id}"
         data["text/html"] = self._render()
         return data

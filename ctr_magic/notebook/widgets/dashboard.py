@@ -298,7 +298,8 @@ class Dashboard:
 
     # -- display ------------------------------------------------------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        data = dict(self.widget._repr_mimebundle_())
+        live = self.widget._repr_mimebundle_ if self.widget.comm is not None else None
+        data = dict(live() or {}) if live is not None else {}  # a closed view renders statically
         rows = sorted(self.rows.values(), key=lambda r: r.id)
         data["text/plain"] = text_table(rows, self.title)
         data["text/html"] = html_table(rows, self.title)

@@ -128,7 +128,8 @@ class StatsChart:
         return stats_frame(rows)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        data = dict(self.widget._repr_mimebundle_())
+        live = self.widget._repr_mimebundle_ if self.widget.comm is not None else None
+        data = dict(live() or {}) if live is not None else {}  # a closed view renders statically
         data["text/plain"] = self.alt_text()
         data["text/html"] = self.chart.value or html.escape(self.alt_text())
         return data
