@@ -25,8 +25,8 @@ from .rows import COLUMNS, STATUS_COLOURS, STATUSES, RowState, cells, html_table
 log = logging.getLogger(__name__)
 
 _JOIN_TIMEOUT = 10.0
-_WIDTHS = {"id": "14em", "image": "16em", "status": "8em", "pid": "5em", "uptime": "6em", "ip": "8em",
-           "cpu %": "5em", "memory": "12em"}
+_WIDTHS = {"id": "11em", "image": "10em", "status": "7em", "pid": "4em", "uptime": "5em", "ip": "7em",
+           "cpu %": "4em", "memory": "11em"}
 BUTTONS = ("start", "stop", "kill", "remove", "logs", "console")
 
 
@@ -44,7 +44,8 @@ class _Row:
         self.cells["status"].add_class("ctr-status")
         self.buttons = {}
         for name in BUTTONS:
-            button = w.Button(description=name, tooltip=f"{name} {state.id}", layout=w.Layout(width="auto"))
+            button = w.Button(description=name, tooltip=f"{name} {state.id}",
+                              layout=w.Layout(width="auto", min_width="fit-content", padding="0 6px"))
             button.add_class(f"ctr-btn-{name}")
             button.on_click(lambda _b, n=name: on_click(n, self.state.id))
             self.buttons[name] = button
@@ -66,6 +67,9 @@ class _Row:
             if column == "status":
                 colour = STATUS_COLOURS.get(state.status, STATUS_COLOURS["unknown"])
                 text = f'<span style="color:{colour};font-weight:bold" data-status="{state.status}">{text}</span>'
+            elif column == "image" and value:
+                short = value.rsplit("/", 1)[-1]
+                text = f'<span title="{text}" style="white-space:nowrap">{html.escape(short)}</span>'
             elif column == "id" and state.labels:
                 labels = ", ".join(f"{k}={v}" for k, v in sorted(state.labels.items()))
                 text = f'<span title="{html.escape(labels)}">{text}</span>'
