@@ -111,7 +111,7 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
         widths = pull.locator(".ctr-progress-bar .progress-bar").evaluate_all(
             "els => els.map(e => e.style.width || getComputedStyle(e).width)")
         assert len(widths) >= 5 and all(w == "100%" for w in widths), widths
-        pull.screenshot(path=str(screenshots / "pull.png"))
+        pull.screenshot(path=str(screenshots / "view-pull.png"))
 
         # 2. dashboard: the container's row, running.
         dashboard = _cell(page, 3).locator(".ctr-dashboard")
@@ -131,7 +131,7 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
         output = console.locator(".ctr-console-output")
         output.locator("text=console-says-42").wait_for(timeout=DEADLINE_MS)
         output.locator(".ctr-stderr", has_text="to-stderr").wait_for(timeout=DEADLINE_MS)
-        console.screenshot(path=str(screenshots / "console.png"))
+        console.screenshot(path=str(screenshots / "view-console.png"))
 
         # 4. stats chart: an image with data and alt text.
         chart = _cell(page, 5).locator(".ctr-stats-chart img")
@@ -139,7 +139,7 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
         assert int(chart.get_attribute("data-points") or 0) >= 3
         alt = chart.get_attribute("alt") or ""
         assert "CPU" in alt and box in alt, alt
-        _cell(page, 5).locator(".ctr-stats").screenshot(path=str(screenshots / "stats.png"))
+        _cell(page, 5).locator(".ctr-stats").screenshot(path=str(screenshots / "view-stats.png"))
 
         # 5. a container made with ctr outside the notebook: time until its row is in the DOM.
         outsider = f"ctr-{secrets.token_hex(3)}"
@@ -151,7 +151,7 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
         print(f"\nctr containers create -> row in the DOM: {(seen - created) * 1000:.0f} ms "
               f"(ctr itself ran {(ctr_returned - created) * 1000:.0f} ms; after it returned: "
               f"{(seen - ctr_returned) * 1000:.0f} ms)")
-        dashboard.screenshot(path=str(screenshots / "dashboard.png"))
+        dashboard.screenshot(path=str(screenshots / "view-dashboard.png"))
 
         # 6. Stop from the row: the status changes within the deadline.
         stopped_at = time.monotonic()

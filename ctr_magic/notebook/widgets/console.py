@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from ...errors import CtrError
 from ...types import ExecTaskRequest
-from .lifecycle import close_widgets
+from .lifecycle import Displays, close_widgets
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class Console:
         self.exit_code: Optional[int] = None
         self.shell_pid = 0
         self.closed = False
+        self._displays = Displays()
         # The first line tells the shell's pid (inside the container), for the Ctrl-C button.
         script = f'echo "{_PID_MARK}$$"; exec {" ".join(command)}'
         self._session = service.exec_task_streaming(container_id, ExecTaskRequest(args=["sh", "-c", script]))
@@ -194,6 +195,9 @@ class Console:
         data["text/html"] = self._render()
         return data
 
+    def _ipython_display_(self) -> None:
+        self._displays.show(self._repr_mimebundle_())
+
     def close(self) -> None:
         """End the shell (if still running), join the reader threads, close the widgets."""
         if self.closed:
@@ -206,6 +210,7 @@ class Console:
         with self._lock:
             self.closed = True
         close_widgets(self._widgets)
+        self._displays.update({"text/plain": self.text(), "text/html": self._render()})
         atexit.unregister(self.close)
 
 

@@ -19,7 +19,7 @@ from typing import Any, Optional
 from ... import features
 from ...errors import CtrError
 from . import actions
-from .lifecycle import close_widgets
+from .lifecycle import Displays, close_widgets
 from .rows import COLUMNS, STATUS_COLOURS, STATUSES, RowState, cells, html_table, read_row, text_table
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ class Dashboard:
         self._action_threads: set[threading.Thread] = set()
         self._owned: list[Any] = []
         self._detail_closers: list[Any] = []
+        self._displays = Displays()
         self.closed = False
         events = features.require(service, features.Events, "%ctr dashboard")
         self._stream = events.container_events()  # subscribe first, then list: no change falls in between
@@ -309,6 +310,14 @@ class Dashboard:
         data["text/html"] = html_table(rows, self.title)
         return data
 
+    def _ipython_display_(self) -> None:
+        self._displays.show(self._repr_mimebundle_())
+
+    def static_bundle(self) -> dict[str, str]:
+        """The HTML table and the text table of the rows now (what a closed dashboard leaves behind)."""
+        rows = sorted(self.rows.values(), key=lambda r: r.id)
+        return {"text/plain": text_table(rows, self.title), "text/html": html_table(rows, f"{self.title}, closed")}
+
     def __repr__(self) -> str:
         return text_table(sorted(self.rows.values(), key=lambda r: r.id), self.title)
 
@@ -327,6 +336,7 @@ class Dashboard:
                 closer.close()
             self.closed = True
             self._close_widgets()
+        self._displays.update(self.static_bundle())
         atexit.unregister(self.close)
 
     def _close_widgets(self) -> None:

@@ -19,7 +19,7 @@ from ...errors import CtrError, NotSupported
 from ...monitoring import StatsSample, cpu_percent
 from ..stats import row as stats_row
 from ..stats import running_ids, stats_frame
-from .lifecycle import close_widgets
+from .lifecycle import Displays, close_widgets
 
 WINDOW = 60  # points kept per container
 
@@ -54,6 +54,7 @@ class StatsChart:
         self.widget = w.VBox([self.chart, self.caption])
         self.widget.add_class("ctr-stats")
         self._widgets = [self.chart, self.caption, self.widget]
+        self._displays = Displays()
 
     def step(self) -> None:
         """Take one sample of every container and redraw (CPU % needs the previous sample)."""
@@ -115,6 +116,7 @@ class StatsChart:
                 time.sleep(self.interval)  # the sampling period, not a synchronisation
         except KeyboardInterrupt:
             pass
+        self._displays.update(self._repr_mimebundle_())  # the saved output keeps the last picture
         return self.frame()
 
     def frame(self) -> Any:
@@ -134,8 +136,14 @@ class StatsChart:
         data["text/html"] = self.chart.value or html.escape(self.alt_text())
         return data
 
+    def _ipython_display_(self) -> None:
+        self._displays.show(self._repr_mimebundle_())
+
     def close(self) -> None:
+        """Close the widgets; where the chart was shown, its last picture (with alt text) stays."""
+        bundle = {"text/plain": self.alt_text(), "text/html": self.chart.value or html.escape(self.alt_text())}
         close_widgets(self._widgets)
+        self._displays.update(bundle)
 
 
 __all__ = ["StatsChart"]
