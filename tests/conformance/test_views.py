@@ -68,8 +68,10 @@ def test_stats_of_a_busy_and_an_idle_container(be: Any) -> None:
     time.sleep(1.0)  # the measuring window
     second = {cid: stats.container_stats(cid) for cid in (busy, idle)}
     busy_cpu = cpu_percent(first[busy], second[busy])
-    assert 20 <= busy_cpu <= 100 * second[busy].online_cpus + 10, busy_cpu
-    assert cpu_percent(first[idle], second[idle]) < 10
+    idle_cpu = cpu_percent(first[idle], second[idle])
+    # Bounds for a shared machine: the busy loop gets what the scheduler leaves it, clearly more than idle.
+    assert 5 <= busy_cpu <= 100 * second[busy].online_cpus + 10, busy_cpu
+    assert idle_cpu < 3 <= busy_cpu - idle_cpu, (busy_cpu, idle_cpu)
     sample = second[idle]
     assert 0 < sample.memory_usage < 50 * 2**20
     assert sample.memory_limit is not None and sample.memory_limit > sample.memory_usage

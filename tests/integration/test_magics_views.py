@@ -20,12 +20,15 @@ box = test_magics.box
 
 
 def test_dashboard_in_a_terminal_prints_the_table_once(shell: Any, box: str) -> None:
-    before = {t.name for t in threading.enumerate()}
+    def view_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith(("ctr-dashboard", "ctr-events"))}
+
+    before = view_threads()
     out = ok(shell, "view = %ctr dashboard\nprint(repr(view))")
     view = shell.user_ns["view"]
     assert view.closed and view.threads == []
     assert box in out and "running" in out and "containers (containerd)" in out
-    assert {t.name for t in threading.enumerate()} - before == set()
+    assert view_threads() - before == set()
     bundle = view._repr_mimebundle_()
     assert f"<td>{box}</td>" in bundle["text/html"] and box in bundle["text/plain"]
 
