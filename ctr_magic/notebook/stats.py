@@ -8,9 +8,9 @@ from typing import Any, Optional
 
 from .. import features
 from ..errors import CtrError
-from ..frames import SIZE_COLUMNS_ATTR, CtrFrame
 from ..monitoring import StatsSample, cpu_percent
 from ..types import TaskStatus
+from .frames import SIZE_COLUMNS_ATTR, CtrFrame
 
 #: Column -> dtype of the stats frame; the byte columns print as sizes.
 STATS_COLUMNS: dict[str, str] = {

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from ctr_magic import errors
-from ctr_magic.daemon import Environment, EnvironmentInfo, find_binary
-from ctr_magic.imagebuild import busybox_path, publish_test_images
+from ctr_magic.env import Environment, EnvironmentInfo, find_binary
+from ctr_magic.testimages import busybox_path, publish_test_images
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking"]

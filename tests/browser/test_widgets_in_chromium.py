@@ -19,7 +19,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from ctr_magic.daemon import EnvironmentInfo, find_binary
+from ctr_magic.env import EnvironmentInfo, find_binary
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +90,7 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
     box = f"box-{secrets.token_hex(3)}"
     _notebook(lab.root / "views.ipynb", browser_images["busybox"], browser_images["layers"], box)
     page = browser.new_page(viewport={"width": 1800, "height": 1100})
+    page.set_default_timeout(DEADLINE_MS)  # every click and wait: the machine is shared
     try:
         page.goto(lab.page_url("lab/tree/views.ipynb"))
         page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=DEADLINE_MS)

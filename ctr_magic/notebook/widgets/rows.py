@@ -121,7 +121,7 @@ def read_row(service: Any, container_id: str, previous: Optional[RowState] = Non
 
 
 def _size(value: Optional[int]) -> str:
-    from ...frames import human_size
+    from ..frames import human_size
 
     return "" if value is None else human_size(value)
 

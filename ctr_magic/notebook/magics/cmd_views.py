@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import features
-from ..errors import InvalidArgument
+from ... import features
+from ...errors import InvalidArgument
 from . import argtypes
 from .context import Context
 from .parsing import argument, command
+
+HELP_ORDER = 70  # place of these commands in the %ctr --help overview
 
 
 def _in_kernel(ctx: Context) -> bool:
@@ -32,7 +34,7 @@ def dashboard(ctx: Context, args: Any) -> Any:
     backend's event stream. Buttons act on the row; remove asks first. `.close()` (or the end of
     the session) ends its subscription and threads.
     """
-    from ..notebook.widgets.dashboard import Dashboard
+    from ..widgets.dashboard import Dashboard
 
     features.require(ctx.service, features.Events, "%ctr dashboard")
     live = _in_kernel(ctx)
@@ -53,7 +55,7 @@ def console(ctx: Context, args: Any) -> Any:
     """A console bound to a streaming exec of SHELL: type a command and press Enter; stderr shows
     in red, the exit code when the shell ends; "Ctrl-C" interrupts the running command.
     """
-    from ..notebook.widgets.console import Console
+    from ..widgets.console import Console
 
     if not _in_kernel(ctx):
         raise InvalidArgument("%ctr console needs a notebook (a Jupyter kernel)",
@@ -75,7 +77,7 @@ def stats(ctx: Context, args: Any) -> Any:
     """`df = %ctr stats` samples each container twice and returns CPU % (of one core), memory
     usage/limit/RSS, pids and block/network bytes (empty where the backend gives none).
     """
-    from ..notebook import stats as measuring
+    from .. import stats as measuring
 
     features.require(ctx.service, features.Stats, "%ctr stats")
     for cid in args.ids:
@@ -88,7 +90,7 @@ def stats(ctx: Context, args: Any) -> Any:
         return measuring.measure(ctx.service, args.ids, interval=max(args.interval / 2, 0.1))
     from IPython.display import display
 
-    from ..notebook.widgets.stats_chart import StatsChart
+    from ..widgets.stats_chart import StatsChart
 
     chart = StatsChart(ctx.service, tuple(args.ids), interval=args.interval)
     display(chart)
