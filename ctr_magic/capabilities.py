@@ -56,6 +56,8 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability("network", "`setup_network` / `remove_network`"),
     Capability("snapshots", "snapshots (commit, list, prepare, mounts, create from snapshot)"),
     Capability("namespaces", "namespaces"),
+    Capability("events", "container event stream (the dashboard follows it)"),
+    Capability("stats", "container stats: CPU, memory, pids, block and network I/O"),
 )
 
 TABLE: dict[str, dict[str, Entry]] = {
@@ -85,6 +87,8 @@ TABLE: dict[str, dict[str, Entry]] = {
                            "cannot strand a checkpoint version, and `remove_snapshot` clears a version stranded "
                            "before"),
         "namespaces": Entry(Support.YES),
+        "events": Entry(Support.YES, "Events service, confirmed live before use"),
+        "stats": Entry(Support.YES, "`Tasks.Metrics` (cgroup v1 and v2); network bytes read from /proc on this host"),
     },
     BACKEND_DOCKER: {
         "pull.progress": Entry(Support.YES, "per layer; layers named by Docker's short ids"),
@@ -109,6 +113,8 @@ TABLE: dict[str, dict[str, Entry]] = {
         "network": Entry(Support.NO, "Docker wires networks at create: the calls only check the container"),
         "snapshots": Entry(Support.NO, "`NotSupported`: the Engine API has no snapshots"),
         "namespaces": Entry(Support.NO),
+        "events": Entry(Support.YES, "`GET /events`"),
+        "stats": Entry(Support.YES, "`GET /containers/{id}/stats`"),
     },
     BACKEND_APPLE: {
         "pull.progress": Entry(Support.PARTIAL, "socktainer reports one combined bar, not per layer"),
@@ -133,6 +139,8 @@ TABLE: dict[str, dict[str, Entry]] = {
         "network": Entry(Support.NO, "no-ops, as the reference"),
         "snapshots": Entry(Support.NO, "`NotSupported`, as the reference"),
         "namespaces": Entry(Support.NO),
+        "events": Entry(Support.PARTIAL, "`GET /events`, filtered by ctr-magic (tested on the stand-in)"),
+        "stats": Entry(Support.PARTIAL, "`GET /containers/{id}/stats`; tested only on the dockerd stand-in"),
     },
 }
 
