@@ -14,6 +14,7 @@ import pytest
 
 from ctr_magic import errors, features
 from ctr_magic.monitoring import cpu_percent
+from ctr_magic.notebook.widgets.console import Console
 from ctr_magic.notebook.widgets.dashboard import Dashboard
 from ctr_magic.types import StopTaskOptions
 
@@ -110,3 +111,20 @@ def test_dashboard_follows_the_docker_cli(be: Any, conformance_env: Any) -> None
         wait_for(lambda: cid not in dashboard.rows, "the row to go")
     assert dashboard.threads == []
     wait_for(lambda: view_threads() <= before, "the dashboard's threads to end", timeout=10)
+
+
+def test_console_round_trip(be: Any, box: str) -> None:
+    before = view_threads()
+    console = Console(be.service, box)
+    try:
+        wait_for(lambda: console.shell_pid > 0, "the shell's pid")
+        console.send("echo out-$((6*7)); echo err-side >&2")
+        wait_for(lambda: "out-42" in console.text("stdout"), "stdout")
+        wait_for(lambda: "err-side" in console.text("stderr"), "stderr")
+        assert "err-side" not in console.text("stdout")
+        console.send("exit 5")
+        wait_for(lambda: console.exit_code == 5, "exit code 5")
+    finally:
+        console.close()
+    assert console.threads == []
+    wait_for(lambda: view_threads() <= before, "the console's threads to end", timeout=10)
