@@ -91,6 +91,7 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
     _notebook(lab.root / "views.ipynb", browser_images["busybox"], browser_images["layers"], box)
     page = browser.new_page(viewport={"width": 1800, "height": 1100})
     page.set_default_timeout(DEADLINE_MS)  # every click and wait: the machine is shared
+    step = "open and run the notebook"
     try:
         page.goto(lab.page_url("lab/tree/views.ipynb"))
         page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=DEADLINE_MS)
@@ -100,13 +101,14 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
         for index in range(last):
             _wait_executed(page, index)
 
+        step = "pull summary"
         # 1. pull: the summary line, the bars behind "details" all at 100 %.
         pull = _cell(page, 1).locator(".ctr-progress")
         summary = pull.locator(".ctr-progress-summary")
         summary.wait_for(timeout=DEADLINE_MS)
         assert re.search(r"sha256:[0-9a-f]{12} .*B in [\d.]+s \(.*/s\)", summary.inner_text()), summary.inner_text()
         assert not pull.locator(".ctr-progress-bars").is_visible(), "the bars collapse behind details"
-        pull.locator("button", has_text="details").click()
+        pull.locator("button", has_text="details").click(force=True)
         bars = pull.locator(".ctr-progress-bar")
         bars.first.wait_for(state="visible", timeout=DEADLINE_MS)
         widths = pull.locator(".ctr-progress-bar .progress-bar").evaluate_all(
@@ -114,6 +116,7 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
         assert len(widths) >= 5 and all(w == "100%" for w in widths), widths
         pull.screenshot(path=str(screenshots / "view-pull.png"))
 
+        step = "dashboard row"
         # 2. dashboard: the container's row, running.
         dashboard = _cell(page, 3).locator(".ctr-dashboard")
         row = dashboard.locator(f".ctr-row-{box}")
@@ -123,6 +126,7 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
             "el => /\\d/.test(el.textContent)", arg=row.locator(".widget-html").nth(6).element_handle(),
             timeout=DEADLINE_MS)  # a CPU % arrived from the stats sampler
 
+        step = "console"
         # 3. console: a typed command's output.
         console = _cell(page, 4).locator(".ctr-console")
         console_input = console.locator(".ctr-console-input input")
@@ -134,6 +138,7 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
         output.locator(".ctr-stderr", has_text="to-stderr").wait_for(timeout=DEADLINE_MS)
         console.screenshot(path=str(screenshots / "view-console.png"))
 
+        step = "stats chart"
         # 4. stats chart: an image with data and alt text.
         chart = _cell(page, 5).locator(".ctr-stats-chart img")
         chart.wait_for(timeout=DEADLINE_MS)
@@ -142,6 +147,7 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
         assert "CPU" in alt and box in alt, alt
         _cell(page, 5).locator(".ctr-stats").screenshot(path=str(screenshots / "view-stats.png"))
 
+        step = "ctr-made row"
         # 5. a container made with ctr outside the notebook: time until its row is in the DOM.
         outsider = f"ctr-{secrets.token_hex(3)}"
         created = time.monotonic()
@@ -154,13 +160,17 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
               f"{(seen - ctr_returned) * 1000:.0f} ms)")
         dashboard.screenshot(path=str(screenshots / "view-dashboard.png"))
 
+        step = "stop button"
         # 6. Stop from the row: the status changes within the deadline.
         stopped_at = time.monotonic()
-        row.locator("button", has_text=re.compile("^stop$")).click()
+        stop_button = row.locator("button", has_text=re.compile("^stop$"))
+        stop_button.wait_for(state="visible")
+        stop_button.click(force=True)
         row.locator("[data-status='stopped']").wait_for(timeout=DEADLINE_MS)
         print(f"Stop clicked -> status stopped in the DOM: {(time.monotonic() - stopped_at) * 1000:.0f} ms "
               "(stop_timeout 2 s: the busy loop ignores SIGTERM as pid 1)")
 
+        step = "close counts"
         # 7. close(): the last cell reports widget and thread counts before and after.
         _cell(page, last).locator(".jp-InputPrompt").click()
         page.keyboard.press("Shift+Enter")
@@ -172,6 +182,9 @@ def test_views_in_jupyterlab(browser: Any, lab: Any, browser_env: EnvironmentInf
         print(f"close(): widgets {widgets_before} -> {widgets_after}, threads {threads_before} -> {threads_after}")
         assert widgets_after < widgets_before and threads_after < threads_before
         dashboard.wait_for(state="detached", timeout=DEADLINE_MS)  # closed widgets leave the page
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise AssertionError(f"step {step!r} failed (see {screenshots}/page.png): {first}") from exc
     finally:
         page.screenshot(path=str(screenshots / "page.png"), full_page=True)
         page.close()

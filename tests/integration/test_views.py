@@ -81,6 +81,10 @@ def test_dashboard_buttons_start_stop_kill_remove(svc: Any, made: Tracker, quiet
         wait_for(lambda: cid in dashboard.rows and other in dashboard.rows, timeout=DEADLINE, what="rows")
         dashboard.label_filter.value = "role=button-test"
         assert "1 of" in dashboard.header.value
+        assert dashboard._rows[cid].labels.layout.display == "none"
+        dashboard.show_labels.value = True  # labels on demand
+        assert dashboard._rows[cid].labels.layout.display is None
+        assert "role=button-test" in dashboard._rows[cid].labels.value
         dashboard.buttons(cid)["start"].click()
         wait_for(lambda: dashboard.rows[cid].status == "running", timeout=DEADLINE, what="started by the button")
         wait_for(lambda: dashboard.rows[cid].memory is not None, timeout=DEADLINE, what="a stats sample")

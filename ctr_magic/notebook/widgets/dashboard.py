@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 _JOIN_TIMEOUT = 10.0
 _WIDTHS = {"id": "11em", "image": "10em", "status": "7em", "pid": "4em", "uptime": "5em", "ip": "7em",
            "cpu %": "4em", "memory": "11em"}
+_LABELS_WIDTH = "16em"
 BUTTONS = ("start", "stop", "kill", "remove", "logs", "console")
 
 
@@ -55,7 +56,9 @@ class _Row:
         self.confirm.on_click(lambda _b: on_click("confirm-remove", self.state.id))
         self.cancel.on_click(lambda _b: on_click("cancel-remove", self.state.id))
         self.actions = w.HBox(list(self.buttons.values()))
-        self.box = w.HBox([*self.cells.values(), self.actions])
+        self.labels = w.HTML(layout=w.Layout(width=_LABELS_WIDTH, display="none"))
+        self.labels.add_class("ctr-labels")
+        self.box = w.HBox([*self.cells.values(), self.labels, self.actions])
         self.box.add_class("ctr-row")
         self.box.add_class(css_id(state.id))
         self.show(state)
@@ -75,6 +78,9 @@ class _Row:
                 text = f'<span title="{html.escape(labels)}">{text}</span>'
             if self.cells[column].value != text:
                 self.cells[column].value = text
+        labels = "<br>".join(html.escape(f"{k}={v}") for k, v in sorted(state.labels.items()))
+        if self.labels.value != labels:
+            self.labels.value = labels
         running = state.status in ("running", "paused")
         self.buttons["start"].disabled = running
         self.buttons["stop"].disabled = not running
@@ -85,7 +91,8 @@ class _Row:
         self.actions.children = (self.confirm, self.cancel) if yes else tuple(self.buttons.values())
 
     def widgets(self) -> list[Any]:
-        return [*self.cells.values(), *self.buttons.values(), self.confirm, self.cancel, self.actions, self.box]
+        return [*self.cells.values(), self.labels, *self.buttons.values(), self.confirm, self.cancel, self.actions,
+                self.box]
 
 
 class Dashboard:
@@ -135,15 +142,20 @@ class Dashboard:
         self.label_filter.observe(lambda _c: self._apply_filters(), names="value")
         self.status_filter.observe(lambda _c: self._apply_filters(), names="value")
         titles = [w.HTML(f"<b>{c}</b>", layout=w.Layout(width=_WIDTHS[c])) for c in COLUMNS]
+        self.labels_title = w.HTML("<b>labels</b>", layout=w.Layout(width=_LABELS_WIDTH, display="none"))
+        titles.append(self.labels_title)
+        self.show_labels = w.Checkbox(value=False, description="labels", indent=False,
+                                      layout=w.Layout(width="auto"))
+        self.show_labels.observe(lambda _c: self._apply_filters(), names="value")
         self.table = w.VBox([w.HBox(titles)])
         self.message = w.HTML()
         self.message.add_class("ctr-dashboard-message")
         self.detail = w.VBox()
-        filters = w.HBox([self.label_filter, self.status_filter])
+        filters = w.HBox([self.label_filter, self.status_filter, self.show_labels])
         self.widget = w.VBox([self.header, filters, self.table, self.message, self.detail])
         self.widget.add_class("ctr-dashboard")
-        self._owned += [self.header, self.label_filter, self.status_filter, filters, *titles, *self.table.children,
-                        self.table, self.message, self.detail, self.widget]
+        self._owned += [self.header, self.label_filter, self.status_filter, self.show_labels, filters, *titles,
+                        *self.table.children, self.table, self.message, self.detail, self.widget]
 
     def _update_header(self) -> None:
         shown = sum(1 for r in self._rows.values() if r.box.layout.display != "none")
@@ -152,10 +164,13 @@ class Dashboard:
                              f'<span class="ctr-dashboard-state">{state}</span>')
 
     def _apply_filters(self) -> None:
+        labels_display = None if self.show_labels.value else "none"
         with self._lock:
+            self.labels_title.layout.display = labels_display
             for row in self._rows.values():
                 visible = row.state.matches(self.label_filter.value.strip(), self.status_filter.value)
                 row.box.layout.display = None if visible else "none"
+                row.labels.layout.display = labels_display
             self._update_header()
 
     # -- state --------------------------------------------------------------------------------------
