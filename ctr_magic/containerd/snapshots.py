@@ -340,11 +340,13 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
 
     # -- images from containers ----------------------------------------------------------------
     def commit_container(self, container_id: str, image_ref: str, *, cmd: Optional[list[str]] = None,
-                         env: Optional[list[str]] = None, message: str = "", replace: bool = False) -> ImageInfo:
+                         env: Optional[list[str]] = None, message: str = "", replace: bool = False,
+                         author: str = "") -> ImageInfo:
         """Save the container's files as a new image (``docker commit``); see :mod:`.commit`."""
         from .commit import commit_container
 
-        return commit_container(self, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace)
+        return commit_container(self, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace,
+                                author=author)
 
     def list_checkpoints(self, container_id: str = "", snapshotter: str = "") -> list[SnapshotInfo]:
         """Checkpoint versions (of one container, or all), oldest first."""

@@ -302,6 +302,8 @@ def rm(ctx: Context, args: Any) -> None:
 @command("ps", help="list containers with their task status, as a DataFrame")
 @argument("-a", "--all", action="store_true", help="include containers that are not running")
 @argument("--label", action="append", default=[], metavar="KEY[=VALUE]", help="only containers with this label")
+@argument("--labels", dest="all_labels", action="store_true",
+          help="show every label (default: only yours, not the runtime's bookkeeping)")
 def ps(ctx: Context, args: Any) -> Any:
     """Containers joined with their tasks: id, image, status (category), pid, exit code, ip, created."""
     from ..frames import containers_frame
@@ -319,7 +321,7 @@ def ps(ctx: Context, args: Any) -> Any:
     if container_ips is not None:
         ips = container_ips()
         containers = [c if c.ip or c.id not in ips else dataclasses.replace(c, ip=ips[c.id]) for c in containers]
-    df = containers_frame(containers, tasks)
+    df = containers_frame(containers, tasks, all_labels=args.all_labels)
     if not args.all:
         df = df[df["status"].isin(["running", "paused"])].reset_index(drop=True)
     return df

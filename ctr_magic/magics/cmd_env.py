@@ -78,12 +78,25 @@ def up(ctx: Context, args: Any) -> Any:
         magic.socket = info.dockerd_socket
     elif backend == BACKEND_CONTAINERD:
         magic.socket = info.containerd_socket
-    version = ctx.service.version()
-    ctx.say(
-        f"{'started' if started else 'using'} containerd {getattr(version, 'version', version)} "
-        f"at {info.containerd_socket}; registry {info.registry_addr}"
-    )
+    ctx.say(_up_line(ctx, info, started))
     return info
+
+
+def _up_line(ctx: Context, info: Any, started: bool) -> str:
+    """What `%ctr up` started or found, in the session's backend's own terms (the daemon it talks to)."""
+    service = ctx.service
+    version = service.version()
+    number = getattr(version, "version", version)
+    verb = "started" if started else "using"
+    backend = getattr(service, "backend", BACKEND_CONTAINERD)
+    if backend == BACKEND_CONTAINERD:
+        return f"{verb} containerd {number} at {info.containerd_socket}; registry {info.registry_addr}"
+    if backend == BACKEND_DOCKER:
+        socket = getattr(service, "socket_path", "") or info.dockerd_socket
+        return (f"{verb} dockerd {number} at {socket} (on the private containerd at {info.containerd_socket}); "
+                f"registry {info.registry_addr}")
+    return (f"{verb} the private containerd at {info.containerd_socket} and registry {info.registry_addr}; "
+            f"the session's {backend} backend is {number} at {getattr(service, 'socket_path', '') or '?'}")
 
 
 @command("down", help="stop the private environment this session started")
