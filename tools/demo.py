@@ -1,7 +1,8 @@
 """``make demo``: run the tutorial notebooks headlessly and show where the results are.
 
 Brings ctr-magic's private environment up (base dir ``$CTR_MAGIC_HOME``), executes
-every tutorial notebook (``notebooks/01`` to ``03``) with nbclient (outputs kept), writes each executed notebook and an HTML rendering into ``--out``, prints their paths,
+every tutorial notebook (``notebooks/01`` to ``03``) with nbclient over IPC sockets (outputs kept),
+writes each executed notebook and an HTML rendering into ``--out``, prints their paths,
 and exits non-zero when a notebook fails (the failing cell's one-line error is printed).
 
 ``--update-notebooks`` instead re-executes every notebook in place: the stored outputs are what
@@ -25,11 +26,10 @@ log = logging.getLogger("demo")
 
 def execute_notebook(source: Path, *, timeout: float = 1800.0) -> tuple[object, str]:
     """Run every cell of ``source`` in a fresh kernel (cwd: its directory); returns (notebook, error)."""
-    import nbclient
-    import nbformat
-
     import tempfile
 
+    import nbclient
+    import nbformat
     from jupyter_client.manager import KernelManager
 
     nb = nbformat.read(source, as_version=4)

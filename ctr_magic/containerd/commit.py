@@ -281,7 +281,8 @@ def commit_container(
     """Save the container's files as a new image *image_ref* (see module docstring).
 
     ``cmd`` replaces the image's Cmd; ``env`` entries (``KEY=VALUE``) replace or add variables;
-    ``message`` becomes the history comment, ``author`` the image's author. An existing *image_ref* is AlreadyExists unless
+    ``message`` becomes the history comment, ``author`` the image's author. An existing *image_ref* is
+    AlreadyExists unless
     ``replace=True``.
     """
     missing = [n for n, v in (("container_id", container_id), ("image_ref", image_ref)) if not v]
