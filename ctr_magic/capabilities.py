@@ -1,6 +1,8 @@
 """What each backend can do: declared once here, checked by the conformance suite, shown in README.
 
-``python3 -m ctr_magic.capabilities`` prints the README table. The conformance tests
+``python3 -m ctr_magic.capabilities`` prints the README tables: the behaviour of the contract's
+methods (declared below), then the features beyond the contract, generated from
+:data:`ctr_magic.features.FEATURES` and the methods each backend class really has. The conformance tests
 (``tests/conformance``) look every difference up here: where a capability is declared ``NO``
 they expect ``NotSupported`` (or the declared behaviour), never a silent skip.
 """
@@ -178,6 +180,58 @@ def render_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def backend_classes() -> dict[str, type]:
+    """The class behind each backend name (imported here, when asked: containerd pulls in gRPC)."""
+    from .apple import AppleService
+    from .containerd.service import DefaultService
+    from .docker.service import DockerService
+
+    return {BACKEND_CONTAINERD: DefaultService, BACKEND_DOCKER: DockerService, BACKEND_APPLE: AppleService}
+
+
+def feature_table() -> dict[str, dict[str, Entry]]:
+    """backend -> feature title -> support, from the Protocols in :mod:`ctr_magic.features`.
+
+    A backend supports a feature when its class has every method of the Protocol; the note is
+    the feature's note for that backend (or, when missing, its way out).
+    """
+    from .features import FEATURES, implemented_by
+
+    out: dict[str, dict[str, Entry]] = {}
+    for backend, cls in backend_classes().items():
+        row: dict[str, Entry] = {}
+        for item in FEATURES:
+            notes = dict(item.notes)
+            # The Apple backend is the Docker one on socktainer: Docker's notes hold for it too.
+            note = notes.get(backend) or (notes.get(BACKEND_DOCKER, "") if backend == BACKEND_APPLE else "")
+            if implemented_by(cls, item.protocol):
+                row[item.title] = Entry(Support.YES, note)
+            else:
+                row[item.title] = Entry(Support.NO, item.way_out)
+        out[backend] = row
+    return out
+
+
+def render_features_markdown() -> str:
+    """README's table of the features beyond the contract: one row per feature, with its commands."""
+    from .features import FEATURES
+
+    table = feature_table()
+    names = {BACKEND_CONTAINERD: "containerd", BACKEND_DOCKER: "Docker", BACKEND_APPLE: "Apple (socktainer)"}
+    lines = [
+        "| feature | `%ctr` commands | " + " | ".join(names[b] for b in BACKENDS) + " |",
+        "|---|---|" + "---|" * len(BACKENDS),
+    ]
+    for item in FEATURES:
+        cells = []
+        for backend in BACKENDS:
+            got = table[backend][item.title]
+            cells.append(_MARK[got.support] + (f" {got.note}" if got.note else ""))
+        commands = ", ".join(f"`{c}`" for c in item.commands)
+        lines.append(f"| {item.title} | {commands} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _check() -> None:
     for backend in BACKENDS:
         missing = _KEYS - set(TABLE[backend])
@@ -189,8 +243,9 @@ def _check() -> None:
 _check()
 
 if __name__ == "__main__":
-    print(render_markdown(), end="")
+    print(render_markdown())
+    print(render_features_markdown(), end="")
 
 
-__all__ = ["BACKENDS", "CAPABILITIES", "TABLE", "Capability", "Entry", "Support", "entry", "render_markdown",
-           "supports"]
+__all__ = ["BACKENDS", "CAPABILITIES", "TABLE", "Capability", "Entry", "Support", "backend_classes", "entry",
+           "feature_table", "render_features_markdown", "render_markdown", "supports"]

@@ -10,8 +10,10 @@ from google.protobuf import empty_pb2
 
 from ..constants import DEFAULT_NAMESPACE, DEFAULT_SOCKET_PATH
 from ..errors import FailedPrecondition
+from .attach import AttachMixin
 from .client import ContainerdClient
 from .containers import ContainersMixin
+from .copy import CopyMixin
 from .exec import ExecMixin
 from .images import ImagesMixin
 from .leases import Lease
@@ -41,7 +43,7 @@ class PluginInfo:
 
 
 class DefaultService(
-    ImagesMixin, ContainersMixin, TasksMixin, ExecMixin, SnapshotsMixin, NetworkMixin
+    ImagesMixin, ContainersMixin, AttachMixin, TasksMixin, ExecMixin, SnapshotsMixin, NetworkMixin, CopyMixin
 ):
     """containerd backend. ``DefaultService.connect(socket, namespace)`` is the usual way in."""
 

@@ -8,9 +8,10 @@ import dataclasses
 import re
 import secrets
 import shlex
-import signal
+import threading
 from typing import Any
 
+from .. import features
 from ..errors import CtrError, FailedPrecondition, Interrupted, InvalidArgument, NotFound
 from ..reference import parse_reference
 from ..types import (
@@ -25,8 +26,8 @@ from ..types import (
 from . import argtypes, imageref
 from .context import Context
 from .failure import redact
-from .parsing import argument, command
-from .streams import TextSink
+from .parsing import CELL_OPTIONAL, argument, command
+from .streams import TextSink, pump
 
 
 class CommandFailed(CtrError):
@@ -108,22 +109,21 @@ def _create(ctx: Context, req: CreateContainerRequest, from_snapshot: str = "") 
             dataclasses.replace(req, snapshot_id=req.id, snapshotter=snapshotter)
         )
     except BaseException:
-        remove = getattr(service, "remove_snapshot", None)
-        if remove is not None:
+        if features.supports(service, features.SnapshotRemoval):
             with contextlib.suppress(Exception):
-                remove(snapshotter, req.id)
+                service.remove_snapshot(snapshotter, req.id)
         raise
 
 
 def _log_path(ctx: Context, container_id: str) -> str:
-    log_path_for = getattr(ctx.service, "log_path_for", None)
-    return log_path_for(container_id) if log_path_for is not None else ""
+    service = ctx.service
+    return service.log_path_for(container_id) if features.supports(service, features.LogFiles) else ""
 
 
 def _detach_network(ctx: Context, container_id: str) -> None:
     """Undo ``--net``/``net up`` if it was done; a container without a network is left alone."""
-    has_network = getattr(ctx.service, "has_network", None)
-    if has_network is not None and not has_network(container_id):
+    service = ctx.service
+    if features.supports(service, features.ContainerAddresses) and not service.has_network(container_id):
         return
     from .cmd_network import remove_network
 
@@ -178,40 +178,108 @@ def create(ctx: Context, args: Any) -> None:
     ctx.say(f"created {info.id}")
 
 
-@command("run", help="create and start a container; output streams into the cell", completes="container")
+@command("run", help="create and start a container; its stdout/stderr stream into the cell", cell=CELL_OPTIONAL,
+         completes="container")
 @argument("--rm", action="store_true", help="remove the container when it exits")
 @argument("-d", "--detach", action="store_true", help="start in the background (see %ctr logs)")
 @argument("--net", action="store_true", help="attach to the project's CNI bridge network")
 @argument("--check", action="store_true", help="fail the cell when the command exits non-zero")
+@argument("-i", "--interactive", action="store_true",
+          help="feed the cell body to the container's stdin (%%ctr run -i IMAGE ...)")
+@argument("--stdin", default="", metavar="NAME", help="feed the variable NAME (str, bytes or a file) to stdin")
+@argument("-t", "--tty", action="store_true", help="give the process a terminal (output comes as one stream)")
 @container_options
 def run(ctx: Context, args: Any) -> None:
     """Create and start a container.
 
-    In the foreground (default) its output streams into the cell until it exits; the stop
-    button kills it. With -d it keeps running; `%ctr logs NAME` shows its output.
+    In the foreground (default) the process's own stdout and stderr stream into the cell as it
+    writes them (stderr in red) until it exits; the stop button kills it. `%%ctr run IMAGE ...`
+    (or -i) gives it the cell body as stdin, --stdin NAME a variable. With -d it keeps running
+    and writes to its log; `%ctr logs NAME` shows it.
     """
     if args.rm and args.detach:
         raise InvalidArgument("--rm and -d cannot be combined", hint="drop -d to wait, or --rm to keep it")
+    stdin = _run_stdin(ctx, args)
     req = build_request(args)
+    req.spec.tty = args.tty
+    req.spec.stdin = stdin is not None
+    if args.detach:
+        info = _create(ctx, req, args.from_snapshot)
+        try:
+            _start(ctx, info.id, net=args.net)
+        except BaseException:
+            _discard(ctx, info.id, network=args.net)
+            raise
+        ctx.say(f"started {info.id}")
+        return
+    attacher = features.require(ctx.service, features.Attaching, "%ctr run")
     info = _create(ctx, req, args.from_snapshot)
     container_id = info.id
     try:
-        _start(ctx, container_id, net=args.net)
+        session = attacher.start_attached(container_id, stdin=stdin is not None, terminal=args.tty)
     except BaseException:
-        _discard(ctx, container_id, network=args.net)
+        _discard(ctx, container_id, network=False)
         raise
-    if args.detach:
-        ctx.say(f"started {container_id}")
-        return
     try:
-        code = _follow_until_exit(ctx, container_id)
+        if args.net:
+            from .cmd_network import setup_network
+
+            setup_network(ctx, container_id)
+        code = _drive(session, stdin)
     except KeyboardInterrupt:
-        _stop_now(ctx, container_id)
+        session.close()
         raise Interrupted(f"interrupted: killed {container_id}" + (" and removed it" if args.rm else "")) from None
-    finally:
+    except BaseException:
+        session.close()
         if args.rm:
             _discard(ctx, container_id, network=args.net)
+        raise
+    session.close()
+    if args.rm:
+        _discard(ctx, container_id, network=args.net)
     report_exit(ctx, container_id, code, args.check)
+
+
+def _run_stdin(ctx: Context, args: Any) -> Any:
+    """The bytes for the container's stdin (cell body or --stdin NAME), or None for no stdin."""
+    from .cmd_exec import stdin_data
+
+    if args.detach and (args.interactive or args.stdin or ctx.cell is not None or args.tty):
+        raise InvalidArgument("-d runs in the background: it takes no stdin and no terminal",
+                              hint="drop -d to feed it input")
+    data = stdin_data(ctx, args)
+    if args.interactive and data is None:
+        raise InvalidArgument("-i needs input", hint="write %%ctr run -i IMAGE ... with the input as the cell body, "
+                                                     "or give --stdin NAME")
+    return data
+
+
+def _drive(session: Any, stdin: Any) -> int:
+    """Feed stdin, copy stdout/stderr into the cell as they come (stderr on the red stream); the exit code."""
+    out, err = TextSink("stdout"), TextSink("stderr")
+    feeder = None
+    if stdin is not None and session.stdin is not None:
+        feeder = threading.Thread(target=_feed, args=(session.stdin, stdin), name="ctr-magic-run-stdin", daemon=True)
+        feeder.start()
+    try:
+        pump({"stdout": session.stdout, "stderr": session.stderr}, {"stdout": out, "stderr": err})
+    finally:
+        out.close()
+        err.close()
+    if feeder is not None:
+        feeder.join(5.0)
+    return int(session.wait().exit_code)
+
+
+def _feed(writer: Any, data: bytes) -> None:
+    try:
+        for start in range(0, len(data), 1 << 16):
+            writer.write(data[start:start + (1 << 16)])
+    except (OSError, ValueError):
+        pass  # the process stopped reading: what it did not take is dropped, as in a shell
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
 
 
 def stream_logs(ctx: Context, container_id: str, *, follow: bool) -> None:
@@ -222,24 +290,11 @@ def stream_logs(ctx: Context, container_id: str, *, follow: bool) -> None:
     """
     sink = TextSink("stdout")
     try:
-        chunks = ctx.service.logs(container_id, follow=follow)
+        chunks = features.require(ctx.service, features.Logs, f"%ctr {ctx.command}").logs(container_id, follow=follow)
         for chunk in chunks or ():
             sink(chunk)
     finally:
         sink.close()
-
-
-def _follow_until_exit(ctx: Context, container_id: str) -> int:
-    """Stream the task's log into the cell until the task exits; returns its exit code."""
-    stream_logs(ctx, container_id, follow=True)
-    return int(ctx.service.wait_task(container_id))
-
-
-def _stop_now(ctx: Context, container_id: str) -> None:
-    with contextlib.suppress(CtrError):
-        ctx.service.stop_container(container_id, StopTaskOptions(signal=signal.SIGKILL, timeout=5.0, force=True))
-    with contextlib.suppress(CtrError):
-        ctx.service.delete_task(container_id, DeleteTaskOptions(force=True))
 
 
 @command("start", help="start a created container in the background", completes="container")
@@ -277,7 +332,7 @@ def stop(ctx: Context, args: Any) -> None:
 @argument("--all", action="store_true", help="signal every process of the task, exec processes too")
 def kill(ctx: Context, args: Any) -> None:
     """Send a signal without waiting for the task to exit."""
-    ctx.service.kill_task(args.id, args.signal, all=args.all)
+    features.require(ctx.service, features.Signals, "%ctr kill").kill_task(args.id, args.signal, all=args.all)
     ctx.say(f"sent signal {args.signal} to {args.id}")
 
 
@@ -317,9 +372,8 @@ def ps(ctx: Context, args: Any) -> Any:
     else:
         containers = service.list_containers()
     tasks = service.list_tasks()
-    container_ips = getattr(service, "container_ips", None)
-    if container_ips is not None:
-        ips = container_ips()
+    if features.supports(service, features.ContainerAddresses):
+        ips = service.container_ips()
         containers = [c if c.ip or c.id not in ips else dataclasses.replace(c, ip=ips[c.id]) for c in containers]
     df = containers_frame(containers, tasks, all_labels=args.all_labels)
     if not args.all:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .. import features
 from ..connect import BACKENDS
 from ..constants import BACKEND_CONTAINERD, BACKEND_DOCKER, DEFAULT_NAMESPACE, ENV_BACKEND, ENV_NAMESPACE
 from ..errors import InvalidArgument
@@ -85,7 +86,7 @@ def up(ctx: Context, args: Any) -> Any:
 def _up_line(ctx: Context, info: Any, started: bool) -> str:
     """What `%ctr up` started or found, in the session's backend's own terms (the daemon it talks to)."""
     service = ctx.service
-    version = service.version()
+    version = features.require(service, features.DaemonFacts, "%ctr up").version()
     number = getattr(version, "version", version)
     verb = "started" if started else "using"
     backend = getattr(service, "backend", BACKEND_CONTAINERD)
@@ -129,7 +130,7 @@ def status(ctx: Context, args: Any) -> Any:
 @command("version", help="the daemon's version")
 def version(ctx: Context, args: Any) -> None:
     """Ask the connected daemon for its version."""
-    v = ctx.service.version()
+    v = features.require(ctx.service, features.DaemonFacts, "%ctr version").version()
     ctx.say(f"{getattr(ctx.service, 'backend', 'daemon')} {getattr(v, 'version', v)}"
             + (f" ({v.revision})" if getattr(v, "revision", "") else ""))
 
@@ -163,12 +164,7 @@ def lock(ctx: Context, args: Any) -> Any:
 
 
 def _namespaced_service(ctx: Context) -> Any:
-    service = ctx.service
-    if not hasattr(service, "delete_namespace"):
-        from ..errors import NotSupported
-
-        raise NotSupported(f"the {getattr(service, 'backend', 'current')} backend has no namespaces")
-    return service
+    return features.require(ctx.service, features.Namespaces, f"%ctr {ctx.command}")
 
 
 @command("ns ls", help="the containerd namespaces")

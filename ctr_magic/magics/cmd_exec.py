@@ -39,7 +39,7 @@ def exec_(ctx: Context, args: Any) -> None:
         raise InvalidArgument("--binary only applies to -o NAME")
     if args.output and not args.output.isidentifier():
         raise InvalidArgument(f"-o {args.output!r} is not a valid Python variable name")
-    stdin = _stdin_data(ctx, args)
+    stdin = stdin_data(ctx, args)
     req = ExecTaskRequest(
         args=cmd,
         env=argtypes.parse_env(args.env),
@@ -54,7 +54,8 @@ def exec_(ctx: Context, args: Any) -> None:
     report_exit(ctx, f"`{shown(cmd)}` in {args.id}", code, args.check)
 
 
-def _stdin_data(ctx: Context, args: Any) -> Optional[bytes]:
+def stdin_data(ctx: Context, args: Any) -> Optional[bytes]:
+    """The cell body or the variable ``--stdin NAME`` as bytes; None when neither is given."""
     if args.stdin and ctx.cell is not None:
         raise InvalidArgument("--stdin and a cell body both give stdin", hint="use one of them")
     if ctx.cell is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import features
 from ..types import NetworkSetupRequest
 from .context import Context
 from .parsing import argument, command, group_help
@@ -22,10 +23,8 @@ def _request(ctx: Context, container_id: str) -> NetworkSetupRequest:
 
 def setup_network(ctx: Context, container_id: str) -> str:
     ctx.service.setup_network(_request(ctx, container_id))
-    ip = ""
-    container_ip = getattr(ctx.service, "container_ip", None)
-    if container_ip is not None:
-        ip = container_ip(container_id)
+    service = ctx.service
+    ip = service.container_ip(container_id) if features.supports(service, features.ContainerAddresses) else ""
     ctx.say(f"{container_id} is on the bridge network" + (f" at {ip}" if ip else ""))
     return ip
 

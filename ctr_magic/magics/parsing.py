@@ -117,7 +117,7 @@ def commands() -> dict[tuple[str, ...], Command]:
 
 def _load_command_modules() -> None:
     # Importing the modules registers their commands.
-    from . import cmd_containers, cmd_env, cmd_exec, cmd_images, cmd_network, cmd_snapshots  # noqa: F401
+    from . import cmd_containers, cmd_env, cmd_exec, cmd_files, cmd_images, cmd_network, cmd_snapshots  # noqa: F401
 
 
 def _common() -> argparse.ArgumentParser:
