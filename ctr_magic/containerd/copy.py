@@ -70,13 +70,13 @@ class CopyMixin(RuntimeBase):
                 directory, name = host, os.path.basename(local.rstrip("/"))
             elif path.endswith("/"):
                 raise errors.NotFound(f"directory {path} does not exist in container {container_id}",
-                                      hint="create it first (%ctr exec ID -- mkdir -p DIR)")
+                                      hint=f"create it first: %ctr exec {container_id} -- mkdir -p {path}")
             else:
                 directory, name = os.path.dirname(host), os.path.basename(host)
                 if not os.path.isdir(directory):
                     parent = posixpath.dirname(path.rstrip("/")) or "/"
                     raise errors.NotFound(f"directory {parent} does not exist in container {container_id}",
-                                          hint="create it first (%ctr exec ID -- mkdir -p DIR)")
+                                          hint=f"create it first: %ctr exec {container_id} -- mkdir -p {parent}")
             total = tree_size(local)
             unpack(tar_stream(local, name), directory, progress=progress, total=total)
             return total

@@ -53,12 +53,12 @@ class DockerFilesMixin:
             directory, name = path, os.path.basename(local.rstrip("/"))
         elif path.endswith("/"):
             raise errors.NotFound(f"directory {path} does not exist in container {container_id}",
-                                  hint="create it first (%ctr exec ID -- mkdir -p DIR)")
+                                  hint=f"create it first: %ctr exec {container_id} -- mkdir -p {path}")
         else:
             directory, name = posixpath.dirname(path.rstrip("/")) or "/", posixpath.basename(path.rstrip("/"))
             if self._path_stat(cid, container_id, directory) is None:
                 raise errors.NotFound(f"directory {directory} does not exist in container {container_id}",
-                                      hint="create it first (%ctr exec ID -- mkdir -p DIR)")
+                                      hint=f"create it first: %ctr exec {container_id} -- mkdir -p {directory}")
         self.api.archive_put(cid, directory, tar_stream(local, name, progress=progress))
         return tree_size(local)
 

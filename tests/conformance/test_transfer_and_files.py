@@ -198,3 +198,14 @@ def test_cp_of_a_missing_path_is_one_line_not_found(be: Backend, tmp_path: Path)
     with pytest.raises(errors.NotFound, match="does not exist"):
         copier.copy_to_container(cid, __file__, "/no/such/dir/")
     assert not (tmp_path / "x").exists()
+
+
+def test_cp_through_a_link_to_root_stays_in_the_container(be: Backend, tmp_path: Path) -> None:
+    cid = be.run()
+    _exec_out(be, cid, "ln", "-s", "/", "/tmp/escape")
+    name = f"cp-escape-{RUN_ID}-{be.name}.txt"
+    local = tmp_path / name
+    local.write_text("inside\n")
+    features.require(be.service, features.Copying).copy_to_container(cid, str(local), "/tmp/escape/tmp/")
+    assert _exec_out(be, cid, "cat", f"/tmp/{name}") == "inside\n"
+    assert not Path("/tmp", name).exists(), "the copy landed on the host"
