@@ -30,17 +30,19 @@ def execute_notebook(source: Path, *, timeout: float = 1800.0) -> tuple[object, 
 
     import nbclient
     import nbformat
-    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
 
     nb = nbformat.read(source, as_version=4)
     with tempfile.TemporaryDirectory(prefix="ctr-magic-kernel-") as sockets:
         # IPC (unix sockets in a private directory): nothing listens on TCP, and the kernel has no
-        # reason to warn that its traffic is unencrypted.
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+        # reason to warn that its traffic is unencrypted. nbclient makes the manager, so it also
+        # shuts the kernel down.
+        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
         client = nbclient.NotebookClient(
             nb,
-            km=km,
+            config=config,
             timeout=timeout,
+            kernel_name="python3",  # jupyter_client starts it with this interpreter (sys.executable)
             resources={"metadata": {"path": str(source.parent)}},
             record_timing=False,
         )

@@ -220,6 +220,8 @@ def run(ctx: Context, args: Any) -> None:
     except BaseException:
         _discard(ctx, container_id, network=False)
         raise
+    interrupted = False
+    code = 0
     try:
         if args.net:
             from .cmd_network import setup_network
@@ -227,16 +229,13 @@ def run(ctx: Context, args: Any) -> None:
             setup_network(ctx, container_id)
         code = _drive(session, stdin)
     except KeyboardInterrupt:
-        session.close()
-        raise Interrupted(f"interrupted: killed {container_id}" + (" and removed it" if args.rm else "")) from None
-    except BaseException:
-        session.close()
+        interrupted = True
+    finally:
+        session.close()  # kills the process if it still runs
         if args.rm:
             _discard(ctx, container_id, network=args.net)
-        raise
-    session.close()
-    if args.rm:
-        _discard(ctx, container_id, network=args.net)
+    if interrupted:
+        raise Interrupted(f"interrupted: killed {container_id}" + (" and removed it" if args.rm else ""))
     report_exit(ctx, container_id, code, args.check)
 
 

@@ -112,7 +112,8 @@ def test_run_foreground_streams_and_removes(shell: Any, service: Any, test_image
     ref = test_images["busybox"]
     result, out, err = run(shell, f"%ctr run --rm --name fg-rm {ref} -- sh -c 'echo hello; echo oops >&2; exit 3'")
     assert result.success  # a non-zero exit is reported, not raised, without --check
-    assert "hello\n" in out and "oops\n" in out
+    assert "hello\n" in out and "oops" not in out  # the container's stderr stays on the cell's stderr
+    assert "oops\n" in err
     assert "fg-rm exited with code 3" in err
     assert "fg-rm" not in {c.id for c in service.list_containers()}
     result, out, _ = run(shell, f"%ctr run --rm --check --name fg-check {ref} -- false")
