@@ -155,6 +155,12 @@ def test_every_subcommand_works_or_says_not_supported(be: Backend, shell: Any, c
         result, out, err = _run(shell, line)
         if result.success:
             matrix[name] = "works"
+            if name == "up":  # what it reports is in the backend's own terms
+                daemon = {"containerd": "containerd", "docker": "dockerd"}.get(be.name, "backend")
+                if f" {daemon} " not in out or (be.name == "docker" and "started containerd" in out):
+                    problems.append(f"{line}: said {out!r}")
+            if name == "run" and ("out\n" not in out or "err\n" not in err or "err" in out):
+                problems.append(f"{line}: stdout {out!r}, stderr {err!r}")
             continue
         error = result.error_in_exec
         shown = [text for text in (out + err).splitlines() if text.strip()]
