@@ -252,7 +252,7 @@ def test_an_endpoint_the_server_does_not_route_is_not_supported(sock_path: Path)
     server = CannedServer(sock_path, [missing, missing, http("404 Not Found", b'{"message":"No such image: x"}')])
     api = EngineAPI(str(sock_path), api_version="1.51", daemon="socktainer")
     try:
-        with pytest.raises(errors.NotSupported, match="socktainer .* does not serve it") as caught:
+        with pytest.raises(errors.NotSupported, match=r"socktainer .* does not serve it") as caught:
             api.commit("box", "registry.local/app", "1")
         assert caught.value.hint == "use the containerd or Docker backend"
         with pytest.raises(errors.NotSupported, match="tagging image"):
