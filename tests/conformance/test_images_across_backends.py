@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ctr_magic import capabilities, errors, features
-from ctr_magic.daemon import EnvironmentInfo
+from ctr_magic.env import EnvironmentInfo
 from ctr_magic.types import (
     ContainerSpec,
     CreateContainerRequest,

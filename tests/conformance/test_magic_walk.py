@@ -21,10 +21,10 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from ctr_magic import capabilities, errors
-from ctr_magic.daemon import EnvironmentInfo
+from ctr_magic.env import EnvironmentInfo
 from ctr_magic.features import FEATURES
-from ctr_magic.magics import parsing
-from ctr_magic.magics.failure import CellFailure
+from ctr_magic.notebook.magics import parsing
+from ctr_magic.notebook.magics.failure import CellFailure
 
 from .conftest import RUN_ID, Backend
 

@@ -11,7 +11,7 @@ import pytest
 
 from ctr_magic import errors
 from ctr_magic.copying import local_target, secure_join, tar_stream, unpack
-from ctr_magic.magics.cmd_files import split_target
+from ctr_magic.notebook.magics.cmd_files import split_target
 
 
 def test_secure_join_resolves_links_inside_the_root(tmp_path: Path) -> None:

@@ -6,11 +6,13 @@ import os
 import time
 from typing import Any
 
-from .. import features
-from ..types import DeleteImageOptions
+from ... import features
+from ...types import DeleteImageOptions
 from . import imageref
 from .context import Context
 from .parsing import argument, command
+
+HELP_ORDER = 20  # place of these commands in the %ctr --help overview
 
 
 @command("pull", help="pull an image from a registry, with per-layer progress", completes="image")
@@ -68,7 +70,7 @@ def import_(ctx: Context, args: Any) -> Any:
     archives = features.require(ctx.service, features.ImageArchives, "%ctr import")
     path = os.path.abspath(os.path.expanduser(args.path))
     if not os.path.isfile(path):
-        from ..errors import InvalidArgument
+        from ...errors import InvalidArgument
 
         raise InvalidArgument(f"{path} is not a file")
     imported = archives.import_image(path, name=args.name)

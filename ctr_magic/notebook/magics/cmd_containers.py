@@ -7,14 +7,12 @@ import contextlib
 import dataclasses
 import re
 import secrets
-import shlex
-import threading
 from typing import Any
 
-from .. import features
-from ..errors import CtrError, FailedPrecondition, Interrupted, InvalidArgument, NotFound
-from ..reference import parse_reference
-from ..types import (
+from ... import features
+from ...errors import CtrError, FailedPrecondition, Interrupted, InvalidArgument, NotFound
+from ...reference import parse_reference
+from ...types import (
     ContainerSpec,
     CreateContainerRequest,
     DeleteContainerOptions,
@@ -24,18 +22,14 @@ from ..types import (
     TaskStatus,
 )
 from . import argtypes, imageref
+from .attached import drive_attached
+from .common import CommandFailed, remove_network, report_exit, setup_network, stdin_data, strip_dashes
 from .context import Context
 from .failure import redact
 from .parsing import CELL_OPTIONAL, argument, command
-from .streams import TextSink, pump
+from .streams import TextSink
 
-
-class CommandFailed(CtrError):
-    """A process in a container exited with a non-zero status (raised with --check)."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+HELP_ORDER = 30  # place of these commands in the %ctr --help overview
 
 
 # -- shared option declarations ------------------------------------------------------------------
@@ -72,11 +66,6 @@ def _default_name(image: str) -> str:
         base = "box"
     base = re.sub(r"[^A-Za-z0-9_.-]", "-", base)[:40] or "box"
     return f"{base}-{secrets.token_hex(3)}"
-
-
-def strip_dashes(cmd: list[str]) -> list[str]:
-    """The command after an optional leading ``--``."""
-    return cmd[1:] if cmd[:1] == ["--"] else cmd
 
 
 def build_request(args: Any) -> CreateContainerRequest:
@@ -125,8 +114,6 @@ def _detach_network(ctx: Context, container_id: str) -> None:
     service = ctx.service
     if features.supports(service, features.ContainerAddresses) and not service.has_network(container_id):
         return
-    from .cmd_network import remove_network
-
     with contextlib.suppress(CtrError):
         remove_network(ctx, container_id)
 
@@ -145,25 +132,7 @@ def _discard(ctx: Context, container_id: str, *, network: bool = False) -> None:
 def _start(ctx: Context, container_id: str, *, net: bool) -> None:
     ctx.service.start_container(container_id, StartTaskOptions(log_path=_log_path(ctx, container_id)))
     if net:
-        from .cmd_network import setup_network
-
         setup_network(ctx, container_id)
-
-
-def shown(args: list[str], limit: int = 60) -> str:
-    """A command line as people would type it, shortened for one-line messages."""
-    text = shlex.join(args)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def report_exit(ctx: Context, what: str, code: int, check: bool) -> None:
-    """A non-zero exit: one red line, or a failed cell with ``--check``."""
-    if code == 0:
-        return
-    message = f"{what} exited with code {code}"
-    if check:
-        raise CommandFailed(message, code)
-    ctx.warn(f"%ctr {ctx.command}: {message}")
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -224,10 +193,8 @@ def run(ctx: Context, args: Any) -> None:
     code = 0
     try:
         if args.net:
-            from .cmd_network import setup_network
-
             setup_network(ctx, container_id)
-        code = _drive(session, stdin)
+        code = drive_attached(session, stdin)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -241,8 +208,6 @@ def run(ctx: Context, args: Any) -> None:
 
 def _run_stdin(ctx: Context, args: Any) -> Any:
     """The bytes for the container's stdin (cell body or --stdin NAME), or None for no stdin."""
-    from .cmd_exec import stdin_data
-
     if args.detach and (args.interactive or args.stdin or ctx.cell is not None or args.tty):
         raise InvalidArgument("-d runs in the background: it takes no stdin and no terminal",
                               hint="drop -d to feed it input")
@@ -251,34 +216,6 @@ def _run_stdin(ctx: Context, args: Any) -> Any:
         raise InvalidArgument("-i needs input", hint="write %%ctr run -i IMAGE ... with the input as the cell body, "
                                                      "or give --stdin NAME")
     return data
-
-
-def _drive(session: Any, stdin: Any) -> int:
-    """Feed stdin, copy stdout/stderr into the cell as they come (stderr on the red stream); the exit code."""
-    out, err = TextSink("stdout"), TextSink("stderr")
-    feeder = None
-    if stdin is not None and session.stdin is not None:
-        feeder = threading.Thread(target=_feed, args=(session.stdin, stdin), name="ctr-magic-run-stdin", daemon=True)
-        feeder.start()
-    try:
-        pump({"stdout": session.stdout, "stderr": session.stderr}, {"stdout": out, "stderr": err})
-    finally:
-        out.close()
-        err.close()
-    if feeder is not None:
-        feeder.join(5.0)
-    return int(session.wait().exit_code)
-
-
-def _feed(writer: Any, data: bytes) -> None:
-    try:
-        for start in range(0, len(data), 1 << 16):
-            writer.write(data[start:start + (1 << 16)])
-    except (OSError, ValueError):
-        pass  # the process stopped reading: what it did not take is dropped, as in a shell
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
 
 
 def stream_logs(ctx: Context, container_id: str, *, follow: bool) -> None:
@@ -388,8 +325,8 @@ def _label_matches(labels: dict[str, str], key: str, value: str) -> bool:
 @argument("--filter", default="", help="containerd filter, e.g. status==running")
 def tasks(ctx: Context, args: Any) -> Any:
     """Tasks (running processes of containers): container, pid, status, exit code."""
+    from ...types import ListTasksOptions
     from ..frames import tasks_frame
-    from ..types import ListTasksOptions
 
     return tasks_frame(ctx.service.list_tasks(ListTasksOptions(filter=args.filter)))
 

@@ -7,12 +7,13 @@ import re
 import time
 from typing import Any, Optional
 
-from .. import features
-from ..errors import InvalidArgument
-from ..types import LayerProgress
+from ... import features
+from ...errors import InvalidArgument
+from ...types import LayerProgress
 from .context import Context
 from .parsing import argument, command
 
+HELP_ORDER = 45  # place of these commands in the %ctr --help overview
 #: Copies smaller than this show no progress bar (they are over before it would draw).
 PROGRESS_FROM = 16 << 20
 _CONTAINER_PATH = re.compile(r"(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]*):(?P<path>.*)\Z")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from typing import Any, Optional
+from typing import Any
 
-from ..errors import Interrupted, InvalidArgument
-from ..types import ExecTaskRequest
+from ...errors import Interrupted, InvalidArgument
+from ...types import ExecTaskRequest
 from . import argtypes
-from .cmd_containers import report_exit, shown, strip_dashes
+from .common import report_exit, shown, stdin_data, strip_dashes
 from .context import Context
 from .parsing import CELL_OPTIONAL, argument, command
 from .streams import Collector, TextSink, pump
+
+HELP_ORDER = 40  # place of these commands in the %ctr --help overview
 
 
 @command("exec", help="run a command in a running container; output streams live", cell=CELL_OPTIONAL,
@@ -52,26 +54,6 @@ def exec_(ctx: Context, args: Any) -> None:
     if collector is not None:
         ctx.store(args.output, collector.value(args.binary))
     report_exit(ctx, f"`{shown(cmd)}` in {args.id}", code, args.check)
-
-
-def stdin_data(ctx: Context, args: Any) -> Optional[bytes]:
-    """The cell body or the variable ``--stdin NAME`` as bytes; None when neither is given."""
-    if args.stdin and ctx.cell is not None:
-        raise InvalidArgument("--stdin and a cell body both give stdin", hint="use one of them")
-    if ctx.cell is not None:
-        return ctx.cell.encode()
-    if not args.stdin:
-        return None
-    value = ctx.lookup(args.stdin)
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    read = getattr(value, "read", None)
-    if read is not None:
-        data = read()
-        return data.encode() if isinstance(data, str) else bytes(data)
-    raise InvalidArgument(f"--stdin {args.stdin}: a {type(value).__name__} is not str, bytes or a file")
 
 
 def run_streaming(ctx: Context, container_id: str, req: ExecTaskRequest, *, stdout_sink: Any = None) -> int:
