@@ -30,9 +30,10 @@ def split_target(text: str) -> tuple[str, str]:
 class _CopyProgress:
     """Bytes copied, shown as one bar in the session's progress display once the copy is large."""
 
-    def __init__(self, ctx: Context, title: str) -> None:
+    def __init__(self, ctx: Context, title: str, state: str) -> None:
         self.ctx = ctx
         self.title = title
+        self.state = state  # downloading (out of the container) or uploading (into it)
         self.display: Optional[Any] = None
         self.last = (0, 0)
 
@@ -44,7 +45,7 @@ class _CopyProgress:
             from ..widgets import progress_display
 
             self.display = progress_display(self.ctx.magic.progress, self.title, self.ctx.shell)
-        self.display(LayerProgress(ref=self.title, digest="files", done=done, total=total, state="downloading"))
+        self.display(LayerProgress(ref=self.title, digest="files", done=done, total=total, state=self.state))
 
     def finish(self, ok: bool) -> None:
         if self.display is not None:
@@ -71,7 +72,7 @@ def cp(ctx: Context, args: Any) -> None:
         raise InvalidArgument("%ctr cp copies between the notebook and a container: name the container on one side",
                               hint="e.g. %ctr cp box:/etc/hostname ./hostname")
     copier = features.require(ctx.service, features.Copying, "%ctr cp")
-    progress = _CopyProgress(ctx, f"cp {args.source} {args.dest}")
+    progress = _CopyProgress(ctx, f"cp {args.source} {args.dest}", "downloading" if src_id else "uploading")
     started = time.monotonic()
     try:
         if src_id:
