@@ -72,8 +72,8 @@ def test_stdout_and_stderr_arrive_apart_and_live(kernel: Any, test_images: dict[
     assert opened.get_nowait()
     stdout = _text(seen, "stdout")
     assert stdout == "early\nlate\n" or stdout.endswith("\nearly\nlate\n")  # after a pull's line, if any
-    early = next(i for i, (name, text) in enumerate(seen) if name == "stdout" and "early" in text)
-    late = next(i for i, (name, text) in enumerate(seen) if name == "stdout" and "late" in text)
+    early = next(i for i, (name, text) in enumerate(seen) if name == "stdout" and "early" in text.splitlines())
+    late = next(i for i, (name, text) in enumerate(seen) if name == "stdout" and "late" in text.splitlines())
     assert early < late  # two messages: the first went out while the process still ran
     assert _text(seen, "stderr") == "to-err\n"
 
