@@ -24,6 +24,9 @@ from .transport import HijackedConnection, Transport
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
+#: Tars are asked for as they are: dockerd gzips a response whenever the client accepts it (httpx
+#: does by default), and compressing image layers or random data costs the daemon more than it saves.
+_RAW = {"Accept-Encoding": "identity"}
 
 
 def parse_api_version(text: str) -> tuple[int, int]:
@@ -197,8 +200,8 @@ class EngineAPI:
         """``GET /images/get``: the tar of *names* (docker-save layout with an OCI index), as chunks."""
         what = f"exporting {', '.join(names)}"
         with self._served(what), self.transport.stream("GET", self._path("/images/get"),
-                                                       params={"names": names}, what=what,  # type: ignore[dict-item]
-                                                       kind="image") as resp:
+                                                       params={"names": names}, headers=_RAW,  # type: ignore[dict-item]
+                                                       what=what, kind="image") as resp:
             yield resp.iter_bytes()
 
     def commit(self, container: str, repo: str, tag: str, *, comment: str = "", author: str = "",
@@ -242,7 +245,8 @@ class EngineAPI:
         """``GET /containers/{id}/archive``: a tar of *path*, as chunks."""
         what = f"copying {path} out of container {container}"
         with self._served(what), self.transport.stream("GET", self._path(f"/containers/{container}/archive"),
-                                                       params={"path": path}, what=what, kind="path") as resp:
+                                                       params={"path": path}, headers=_RAW, what=what,
+                                                       kind="path") as resp:
             yield resp.iter_bytes()
 
     def archive_put(self, container: str, path: str, chunks: Iterator[bytes]) -> None:
