@@ -202,7 +202,7 @@ def require(service: object, protocol: type[_FeatureT], action: str = "") -> _Fe
     entry = feature(protocol)
     backend = getattr(service, "backend", type(service).__name__)
     what = f"{action}: " if action else ""
-    raise NotSupported(f"{what}{entry.title} is not supported on the {backend} backend", hint=entry.way_out)
+    raise NotSupported(f"{what}the {backend} backend does not support {entry.title}", hint=entry.way_out)
 
 
 __all__ = [

@@ -174,6 +174,9 @@ def test_every_subcommand_works_or_says_not_supported(be: Backend, shell: Any, c
         for version in be.service.list_checkpoints(box):
             be.service.remove_snapshot(be.service.snapshotter, version.name)
     print(f"\n{be.name}: " + "; ".join(f"{k}={v.split(':')[0]}" for k, v in matrix.items()))
+    for name, outcome in matrix.items():
+        if outcome != "works":
+            print(f"{be.name}: %ctr {name}: {outcome}")
     if extra:
         print(f"{be.name}: walked with --help only: {', '.join(extra)}")
     assert not problems, "\n".join(problems)
