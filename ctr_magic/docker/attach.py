@@ -40,7 +40,13 @@ class DockerAttachMixin:
         if stdin and not config.get("OpenStdin"):
             raise errors.InvalidArgument(f"container {container_id} was created with stdin closed",
                                          hint="create it with spec.stdin=True (`%ctr run -i`)")
-        conn = self.api.container_attach(cid, stdin=stdin)
+        try:
+            conn = self.api.container_attach(cid, stdin=stdin)
+        except errors.NotFound as exc:
+            if "page not found" not in str(exc).lower():
+                raise
+            raise errors.NotSupported(f"attaching to container {container_id}: the daemon does not serve it",
+                                      hint="run it detached (-d) and read %ctr logs -f") from None
         out, err = PipeSink(), PipeSink()
 
         def pump() -> None:
