@@ -209,3 +209,15 @@ def test_cp_through_a_link_to_root_stays_in_the_container(be: Backend, tmp_path:
     features.require(be.service, features.Copying).copy_to_container(cid, str(local), "/tmp/escape/tmp/")
     assert _exec_out(be, cid, "cat", f"/tmp/{name}") == "inside\n"
     assert not Path("/tmp", name).exists(), "the copy landed on the host"
+
+
+def test_attached_start_with_a_terminal(be: Backend) -> None:
+    cid = be.create(cmd=["sh", "-c", "test -t 1 && echo on-a-tty; exit 2"], spec=ContainerSpec(tty=True))
+    session = features.require(be.service, features.Attaching).start_attached(cid, terminal=True)
+    try:
+        out = session.stdout.read()
+        assert session.wait(timeout=60).exit_code == 2
+    finally:
+        session.close()
+    assert session.stderr is None  # a terminal has one output stream
+    assert b"on-a-tty" in out
