@@ -452,3 +452,11 @@ def test_cp_both_ways_with_progress_for_a_large_copy(shell: Any, box: str, tmp_p
     assert not (tmp_path / "nope").exists()
     result, out, _ = run(shell, "%ctr cp ./a ./b")
     assert "name the container on one side" in one_line_failure(result, out, InvalidArgument)
+
+
+def test_a_foreground_run_keeps_its_output_for_logs(shell: Any, test_images: dict[str, str]) -> None:
+    result, out, err = run(shell, f"%ctr run --name fg-log {test_images['busybox']} -- sh -c 'echo kept; "
+                                  "echo kept-err >&2'")  # fmt: skip
+    assert result.success and out.endswith("kept\n") and err == "kept-err\n", (out, err)
+    logged = ok(shell, "%ctr logs fg-log")
+    assert "kept\n" in logged and "kept-err\n" in logged

@@ -194,7 +194,7 @@ def run(ctx: Context, args: Any) -> None:
     try:
         if args.net:
             setup_network(ctx, container_id)
-        code = drive_attached(session, stdin)
+        code = drive_attached(session, stdin, log_path="" if args.rm else _log_path(ctx, container_id))
     except KeyboardInterrupt:
         interrupted = True
     finally:
