@@ -22,15 +22,20 @@ from .exec import with_runtime_reason
 from .fifo import FifoReader, FifoSet, FifoWriter
 from .grpc_errors import map_rpc_error
 from .pb import tasks_pb2
-from .tasks import TasksMixin
+from .runtime_base import Runtime
+from .tasks import TasksPart
 
 log = logging.getLogger(__name__)
 
 _READ_BUFFER = 1 << 16
 
 
-class AttachMixin(TasksMixin):
-    """``start_attached``: the Attaching feature on containerd."""
+class AttachPart:
+    """``start_attached``: the Attaching feature on containerd (task creation shared with TasksPart)."""
+
+    def __init__(self, runtime: Runtime, tasks: TasksPart) -> None:
+        self.runtime = runtime
+        self.tasks = tasks
 
     def start_attached(self, container_id: str, *, stdin: bool = False, terminal: bool = False) -> ExecTaskSession:
         """Create and start the task with FIFOs for its stdio; returns at once with the open streams.
@@ -38,11 +43,12 @@ class AttachMixin(TasksMixin):
         With ``terminal`` (or a container created with a tty) output comes on ``stdout`` only.
         ``stdin`` gives a writable ``stdin`` whose ``close()`` is the process's end of input.
         """
-        record = self.container_record(container_id)
-        terminal = terminal or self._spec_has_terminal(record)
+        runtime, tasks = self.runtime, self.tasks
+        record = runtime.container_record(container_id)
+        terminal = terminal or tasks._spec_has_terminal(record)
         if terminal:
-            self._ensure_terminal_spec(record)
-        rootfs = self._rootfs_mounts(record)
+            tasks._ensure_terminal_spec(record)
+        rootfs = tasks._rootfs_mounts(record)
         fifos = FifoSet("", stdin=stdin, stdout=True, stderr=not terminal)
         request = tasks_pb2.CreateTaskRequest(container_id=container_id, rootfs=rootfs, terminal=terminal,
                                               stdin=fifos.stdin_path, stdout=fifos.stdout_path,
@@ -50,23 +56,24 @@ class AttachMixin(TasksMixin):
         wait_future: Any = None
         try:
             try:
-                self._create_task(request)
+                tasks._create_task(request)
             except errors.FailedPrecondition:
                 raise  # running already: that task is not ours to remove
             except BaseException:
-                self._discard_task(container_id)
+                tasks._discard_task(container_id)
                 raise
-            wait_future = self.tasks_stub.Wait.future(tasks_pb2.WaitRequest(container_id=container_id),
-                                                      metadata=self.client.metadata())
+            wait_future = runtime.tasks_stub.Wait.future(tasks_pb2.WaitRequest(container_id=container_id),
+                                                         metadata=runtime.client.metadata())
             what = f"cannot start container {container_id!r}"
             try:
-                self.client.call(self.tasks_stub.Start, tasks_pb2.StartRequest(container_id=container_id), what=what)
+                runtime.client.call(runtime.tasks_stub.Start, tasks_pb2.StartRequest(container_id=container_id),
+                                    what=what)
             except BaseException as exc:
-                self._discard_task(container_id)
+                tasks._discard_task(container_id)
                 if isinstance(exc, errors.CtrError):
                     raise with_runtime_reason(exc, what) from None
                 raise
-            session = _Attached(self, container_id, fifos, wait_future)
+            session = _Attached(runtime, container_id, fifos, wait_future)
         except BaseException:
             if wait_future is not None:
                 wait_future.cancel()
@@ -79,8 +86,8 @@ class AttachMixin(TasksMixin):
 class _Attached:
     """The state behind the session of an attached task."""
 
-    def __init__(self, service: AttachMixin, container_id: str, fifos: FifoSet, wait_future: Any) -> None:
-        self._service = service
+    def __init__(self, runtime: Runtime, container_id: str, fifos: FifoSet, wait_future: Any) -> None:
+        self._runtime = runtime
         self.container_id = container_id
         self._fifos = fifos
         self._wait = wait_future
@@ -101,8 +108,8 @@ class _Attached:
         with self._lock:
             if self._closed:
                 return
-        self._service.client.call(
-            self._service.tasks_stub.CloseIO, tasks_pb2.CloseIORequest(container_id=self.container_id, stdin=True),
+        self._runtime.client.call(
+            self._runtime.tasks_stub.CloseIO, tasks_pb2.CloseIORequest(container_id=self.container_id, stdin=True),
             what=f"closing stdin of container {self.container_id}")
 
     def wait(self, timeout: Optional[float] = None) -> ExecTaskResult:
@@ -116,7 +123,7 @@ class _Attached:
                                      hint="wait longer, or close() to kill it") from None
         except grpc.RpcError as err:
             raise map_rpc_error(err, f"waiting for container {self.container_id}",
-                                self._service.client.address) from None
+                                self._runtime.client.address) from None
         self._result = ExecTaskResult(exit_code=status)
         return self._result
 
@@ -129,7 +136,7 @@ class _Attached:
         try:
             if not self._wait.done():
                 try:
-                    self._service.kill_and_wait(self.container_id)
+                    self._runtime.kill_and_wait(self.container_id)
                 except errors.CtrError:
                     log.debug("killing attached container %s", self.container_id, exc_info=True)
         finally:
@@ -146,4 +153,4 @@ class _Attached:
                                wait=self.wait, close=self.close)
 
 
-__all__ = ["AttachMixin"]
+__all__ = ["AttachPart"]

@@ -13,31 +13,34 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-from collections.abc import Iterator
-from typing import Optional
+from collections.abc import Callable, Iterator
+from typing import Any, Optional
 
 from .. import errors
 from ..copying import Progress, local_target, secure_join, tar_stream, tree_size, unpack
 from .pb import task_pb2
-from .runtime_base import RuntimeBase, check_id
+from .runtime_base import Runtime, check_id
 
 _LIVE = (task_pb2.RUNNING, task_pb2.PAUSED, task_pb2.PAUSING)
 
 
-class CopyMixin(RuntimeBase):
-    """The Copying feature on containerd."""
+class CopyPart:
+    """The Copying feature on containerd. *mount_root(container_id, read_only)* mounts a container's
+    snapshot and returns a MountedSnapshot (the service's ``mount_container_snapshot``)."""
+
+    def __init__(self, runtime: Runtime, mount_root: Callable[[str, bool], Any]) -> None:
+        self.runtime = runtime
+        self.mount_root = mount_root
 
     @contextlib.contextmanager
     def _container_root(self, container_id: str, *, write: bool) -> Iterator[str]:
         check_id(container_id)
-        process = self.task_process(container_id)
+        process = self.runtime.task_process(container_id)
         if process is not None and process.status in _LIVE and process.pid:
             yield f"/proc/{process.pid}/root"
             return
-        self.container_record(container_id)  # NotFound naming the container
-        from .mounts import mount_container_snapshot
-
-        mounted = mount_container_snapshot(self, container_id, read_only=not write)
+        self.runtime.container_record(container_id)  # NotFound naming the container
+        mounted = self.mount_root(container_id, not write)
         try:
             yield str(mounted.dir)
         finally:
@@ -82,4 +85,4 @@ class CopyMixin(RuntimeBase):
             return total
 
 
-__all__ = ["CopyMixin"]
+__all__ = ["CopyPart"]
