@@ -74,11 +74,14 @@ class Transport:
         body: Any = None,
         timeout: Any = _UNSET,
         ok: tuple[int, ...] = (),
+        content: Optional[bytes] = None,
     ) -> httpx.Response:
-        """Send one request; a status >= 400 not listed in *ok* raises the mapped CtrError."""
+        """Send one request (a JSON *body* or raw *content*); a status >= 400 not in *ok* raises CtrError."""
         self._check_open()
+        headers = {"Content-Type": "application/x-tar"} if content is not None else None
         with self._mapped_errors(what):
-            resp = self._client.request(method, path, params=params, json=body, timeout=self._timeout(timeout))
+            resp = self._client.request(method, path, params=params, json=body, content=content, headers=headers,
+                                        timeout=self._timeout(timeout))
         if resp.status_code >= 400 and resp.status_code not in ok:
             raise error_for(resp.status_code, message_of(resp.content), what=what, kind=kind)
         return resp

@@ -103,7 +103,8 @@ class ClusterInfo:
 def _binary(name: str) -> str:
     found = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin:/sbin:/bin")
     if not found:
-        raise errors.Unavailable(f"{name} not found", hint="apt-get install docker.io docker-registry util-linux iproute2")
+        raise errors.Unavailable(f"{name} not found",
+                                 hint="apt-get install docker.io docker-registry util-linux iproute2")
     return found
 
 
