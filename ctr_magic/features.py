@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Optional, Protocol, TypeVar, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional, Protocol, TypeVar, Union, runtime_checkable
 
 from .errors import NotSupported
 
@@ -78,6 +78,43 @@ class Namespaces(Protocol):
     def delete_namespace(self, name: str = "") -> None: ...
 
 
+# -- cluster features (the swarm backend) -----------------------------------------------------------
+
+
+@runtime_checkable
+class ClusterServices(Protocol):
+    def create_service(self, req: Any, *, wait: bool = True, timeout: float = 300.0,
+                       progress: Optional[Callable[[Any], None]] = None) -> Any: ...
+
+    def service_tasks(self, service: str = "", *, all: bool = True) -> list[Any]: ...
+
+    def remove_service(self, service: str, *, wait: bool = True, timeout: float = 120.0) -> None: ...
+
+    def pin_image(self, ref: str) -> tuple[str, str]: ...
+
+
+@runtime_checkable
+class ClusterNodes(Protocol):
+    def nodes(self) -> list[Any]: ...
+
+    def add_node_endpoint(self, spec: str) -> tuple[str, str]: ...
+
+
+@runtime_checkable
+class Scaling(Protocol):
+    def scale(self, service: str, replicas: int, *, wait: bool = True, timeout: float = 300.0,
+              progress: Optional[Callable[[Any], None]] = None) -> Any: ...
+
+
+@runtime_checkable
+class RollingUpdates(Protocol):
+    def update_service(self, service: str, *, image: str = "", env: Optional[list[str]] = None, wait: bool = True,
+                       timeout: float = 300.0, progress: Optional[Callable[[Any], None]] = None) -> Any: ...
+
+
+_CLUSTER_WAY_OUT = "use a Swarm manager: `%ctr use swarm --socket MANAGER` (or `%ctr up --swarm 3`)"
+
+
 @dataclass(frozen=True)
 class Feature:
     """A declared feature: its Protocol, what it is called, and the way out when a backend lacks it."""
@@ -97,6 +134,10 @@ FEATURES: tuple[Feature, ...] = (
     Feature(Logs, "container logs", "use the containerd or Docker backend"),
     Feature(Signals, "signals and waits", "use the containerd or Docker backend"),
     Feature(Namespaces, "namespaces", "namespaces need the containerd backend: `%ctr use containerd`"),
+    Feature(ClusterServices, "services with replicas", _CLUSTER_WAY_OUT),
+    Feature(ClusterNodes, "cluster nodes", _CLUSTER_WAY_OUT),
+    Feature(Scaling, "scaling services", _CLUSTER_WAY_OUT),
+    Feature(RollingUpdates, "rolling updates", _CLUSTER_WAY_OUT),
 )
 
 _FeatureT = TypeVar("_FeatureT")
@@ -131,12 +172,16 @@ def require(service: object, protocol: type[_FeatureT], action: str = "") -> _Fe
 __all__ = [
     "FEATURES",
     "Checkpoints",
+    "ClusterNodes",
+    "ClusterServices",
     "Committing",
     "Feature",
     "ImageArchives",
     "Logs",
     "Namespaces",
     "Pushing",
+    "RollingUpdates",
+    "Scaling",
     "Signals",
     "SnapshotRemoval",
     "Tagging",

@@ -23,6 +23,8 @@ from ..types import (
     TaskStatus,
 )
 from . import argtypes, imageref
+from .cmd_swarm import cluster_options, is_cluster, run_service
+from .cmd_swarm import tasks_frame as cluster_tasks_frame
 from .context import Context
 from .failure import redact
 from .parsing import argument, command
@@ -183,6 +185,7 @@ def create(ctx: Context, args: Any) -> None:
 @argument("-d", "--detach", action="store_true", help="start in the background (see %ctr logs)")
 @argument("--net", action="store_true", help="attach to the project's CNI bridge network")
 @argument("--check", action="store_true", help="fail the cell when the command exits non-zero")
+@cluster_options
 @container_options
 def run(ctx: Context, args: Any) -> None:
     """Create and start a container.
@@ -190,6 +193,8 @@ def run(ctx: Context, args: Any) -> None:
     In the foreground (default) its output streams into the cell until it exits; the stop
     button kills it. With -d it keeps running; `%ctr logs NAME` shows its output.
     """
+    if args.replicas is not None or is_cluster(ctx):
+        return run_service(ctx, args)
     if args.rm and args.detach:
         raise InvalidArgument("--rm and -d cannot be combined", hint="drop -d to wait, or --rm to keep it")
     req = build_request(args)
@@ -308,6 +313,8 @@ def ps(ctx: Context, args: Any) -> Any:
 
     labels = argtypes.parse_labels(args.label, allow_bare=True)
     service = ctx.service
+    if is_cluster(ctx):
+        return cluster_tasks_frame(ctx, all=args.all)
     if labels:
         key, value = next(iter(labels.items()))
         containers = service.list_containers_by_label(key, value)

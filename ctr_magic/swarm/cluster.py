@@ -34,12 +34,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .. import errors
+from ..constants import ENV_HOME
 from . import hostnet, hostops
 from .nodes import ENGINE_LABEL
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "swarm.json"
+DEFAULT_HOME = "/var/lib/ctr-magic"
 RUN_ROOT = "/run/ctr-magic"
 REGISTRY_PORT = 5000
 SWARM_PORT = 2377
@@ -106,6 +108,12 @@ def _binary(name: str) -> str:
         raise errors.Unavailable(f"{name} not found",
                                  hint="apt-get install docker.io docker-registry util-linux iproute2")
     return found
+
+
+def default_cluster_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """``<home>/swarm``: home is given, else $CTR_MAGIC_HOME, else /var/lib/ctr-magic."""
+    base = home or os.environ.get(ENV_HOME) or DEFAULT_HOME
+    return Path(base).absolute() / "swarm"
 
 
 class SwarmCluster:
@@ -371,4 +379,4 @@ def _is_dockerd(pid: int, data_root: str) -> bool:
     return bool(pid) and hostops.alive(pid) and any(a.endswith("dockerd") for a in argv) and data_root in argv
 
 
-__all__ = ["ClusterInfo", "ClusterNode", "SwarmCluster"]
+__all__ = ["ClusterInfo", "ClusterNode", "SwarmCluster", "default_cluster_dir"]
