@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.25
 _FAILED = ("failed", "rejected")
+#: States in which a task's container may still run (a task told to stop is waited for in these).
+_ALIVE = ("assigned", "accepted", "preparing", "ready", "starting", "running")
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ def wait_converged(
                 f"{failed.error or failed.message}",
                 hint="fix the image or command (%ctr ps shows every task), then %ctr update or %ctr rm",
             )
-        done = len(running) >= wanted and (update_status is None or state == "completed")
+        stopping = [t for t in tasks if t.desired_state != "running" and t.state in _ALIVE]
+        done = len(running) == wanted and not stopping and (update_status is None or state == "completed")
         if done:
             state = "completed" if update_status is not None else "converged"
         step = Progress(service, len(running), wanted, state, message)

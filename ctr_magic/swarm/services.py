@@ -141,10 +141,15 @@ class ClusterServices:
         tasks = [task_from_json(t, services, nodes) for t in self.api.tasks(filters=filters or None)]
         return sorted(tasks, key=sort_key)
 
-    def _tasks_of(self, service_id: str, name: str = "") -> list[ServiceTask]:
-        nodes = {n["ID"]: str((n.get("Description") or {}).get("Hostname", "")) for n in self.api.nodes()}
+    def _tasks_of(self, service_id: str, name: str = "", *, skip_down: bool = False) -> list[ServiceTask]:
+        """The service's tasks; with *skip_down*, none told to stop on a node that is down (they
+        cannot report their end until the node returns, and nothing waits for them)."""
+        raw_nodes = self.api.nodes()
+        nodes = {n["ID"]: str((n.get("Description") or {}).get("Hostname", "")) for n in raw_nodes}
+        down = {n["ID"] for n in raw_nodes if (n.get("Status") or {}).get("State") != "ready"} if skip_down else set()
         services = {service_id: name} if name else {}
-        return [task_from_json(t, services, nodes) for t in self.api.tasks(filters={"service": [service_id]})]
+        tasks = [task_from_json(t, services, nodes) for t in self.api.tasks(filters={"service": [service_id]})]
+        return [t for t in tasks if not (t.node_id in down and t.desired_state != "running")]
 
     def _wait(self, name: str, service_id: str, wanted: int, *, image: str = "", since: Optional[float] = None,
               timeout: float = DEFAULT_WAIT, progress: Optional[ProgressCallback] = None,
@@ -156,8 +161,9 @@ class ClusterServices:
                 return {"State": "updating", "Message": "waiting for the manager to start the update"}
             return status
 
-        return wait_converged(lambda: self._tasks_of(service_id, name), name, wanted, image=image, since=since,
-                              timeout=timeout, progress=progress, update_status=update_status if update else None)
+        return wait_converged(lambda: self._tasks_of(service_id, name, skip_down=True), name, wanted, image=image,
+                              since=since, timeout=timeout, progress=progress,
+                              update_status=update_status if update else None)
 
     def scale(self, name: str, replicas: int, *, wait: bool = True, timeout: float = DEFAULT_WAIT,
               progress: Optional[ProgressCallback] = None) -> SwarmServiceInfo:
@@ -179,7 +185,7 @@ class ClusterServices:
 
     def wait_stopped(self, name: str, service_id: str, timeout: float) -> None:
         ok = _poll(lambda: not any(t.state in ("running", "starting", "preparing")
-                                   for t in self._tasks_of(service_id)), timeout)
+                                   for t in self._tasks_of(service_id, skip_down=True)), timeout)
         if not ok:
             raise errors.TaskStopTimeout(f"tasks of service {name} still running after {timeout:.0f}s",
                                          hint="see %ctr ps; they stop after their grace period")
