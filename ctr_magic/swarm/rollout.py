@@ -19,7 +19,7 @@ from .tasks import ServiceTask
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL = 0.25
+POLL_INTERVAL = 0.1
 _FAILED = ("failed", "rejected")
 #: States in which a task's container may still run (a task told to stop is waited for in these).
 _ALIVE = ("assigned", "accepted", "preparing", "ready", "starting", "running")
