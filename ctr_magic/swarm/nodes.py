@@ -69,7 +69,7 @@ def node_from_json(data: dict[str, Any]) -> SwarmNode:
 
 
 def parse_node_option(text: str) -> tuple[str, str]:
-    """``NAME=SOCKET`` -> (name, socket path); one-line InvalidArgument otherwise."""
+    """``NAME=SOCKET`` or ``NAME=tcp://HOST:PORT`` -> (name, endpoint); one-line InvalidArgument otherwise."""
     name, sep, address = text.partition("=")
     if not sep or not name.strip() or not address.strip():
         raise errors.InvalidArgument(f"--node {text!r} is not NAME=SOCKET", hint="e.g. --node node2=/run/node2.sock")
@@ -77,12 +77,17 @@ def parse_node_option(text: str) -> tuple[str, str]:
 
 
 def engine_socket(address: str, node: str) -> str:
-    """An engine endpoint as a socket path (``unix://`` stripped); other schemes are refused."""
+    """An engine endpoint: a socket path (``unix://`` stripped) or ``tcp://HOST:PORT`` (plain HTTP)."""
     if address.startswith("unix://"):
         return address[len("unix://"):]
+    if address.startswith("tcp://"):
+        from ..docker.transport import tcp_address
+
+        tcp_address(address)  # a malformed one fails here, in one line
+        return address
     if "://" in address:
         raise errors.NotSupported(
-            f"engine endpoint {address!r} of node {node}: only unix sockets are supported",
+            f"engine endpoint {address!r} of node {node}: only unix sockets and tcp:// are supported",
             hint="forward the node's engine to a local socket (ssh -L /tmp/node.sock:/var/run/docker.sock NODE)",
         )
     return address
@@ -126,12 +131,14 @@ class NodeEngines:
                 hint=f"give it with `%ctr use swarm {NODE_OPTION}` ({node.name}=...), or label the node "
                      f"{ENGINE_LABEL}=unix:///path/to/docker.sock",
             )
+        from ..docker.api import EngineAPI
         from ..docker.service import DockerService
 
         with self._lock:
             svc = self._services.get(socket)
             if svc is None:
-                svc = self._services[socket] = DockerService.connect(socket)
+                engine = EngineAPI(socket, daemon=f"the engine of node {node.name}")
+                svc = self._services[socket] = DockerService(engine)
             return svc
 
     def close(self) -> None:

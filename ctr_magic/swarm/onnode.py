@@ -1,10 +1,17 @@
-"""Calls that only a task's own node can answer: container stats and files (tar archives)."""
+"""Calls to one engine beyond DockerService: container stats, files (tar archives), pushing an image."""
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import json
+from collections.abc import Callable
+from typing import Any, Optional
 
+from .. import errors
 from ..docker.api import EngineAPI
+from ..docker.errors import stream_error
+from ..reference import parse_reference
+from ..types import LayerProgress
 
 
 def _path(api: EngineAPI, path: str) -> str:
@@ -43,4 +50,42 @@ def archive_put(api: EngineAPI, container_id: str, dest_dir: str, archive: bytes
                           kind="container")
 
 
-__all__ = ["archive_get", "archive_put", "container_stats"]
+
+
+def push_from_engine(api: EngineAPI, ref: str, dest: str = "",
+                     progress: Optional[Callable[[LayerProgress], None]] = None) -> str:
+    """Push image *ref* from this engine (tagged *dest* first when given); the pushed manifest digest."""
+    src = parse_reference(ref)
+    target = parse_reference(dest) if dest else src
+    if str(target) != str(src):
+        api.transport.request("POST", _path(api, f"/images/{src}/tag"),
+                              params={"repo": target.name, "tag": target.tag or "latest"},
+                              what=f"tagging {src} as {target}", kind="image")
+    what = f"pushing {target}"
+    digest = ""
+    with api.transport.stream("POST", _path(api, f"/images/{target.name}/push"), params={"tag": target.tag or "latest"},
+                              headers={"X-Registry-Auth": _NO_AUTH}, what=what, kind="pull") as resp:
+        for line in resp.iter_lines():
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("error") or event.get("errorDetail"):
+                detail = event.get("errorDetail") or {}
+                raise stream_error(str(event.get("error") or detail.get("message", "")), what=what, kind="pull")
+            digest = str((event.get("aux") or {}).get("Digest") or digest)
+            detail = event.get("progressDetail") or {}
+            if progress is not None and event.get("id") and detail:
+                progress(LayerProgress(ref=str(target), digest=str(event["id"]), done=int(detail.get("current") or 0),
+                                       total=int(detail.get("total") or 0), state="uploading"))
+    if not digest:
+        raise errors.CtrError(f"{what}: the engine reported no digest", hint="check the registry's log")
+    return digest
+
+
+# The Engine API wants this header on every push; ``{}`` means: the engine's own credentials.
+_NO_AUTH = base64.urlsafe_b64encode(b"{}").decode()
+
+__all__ = ["archive_get", "archive_put", "container_stats", "push_from_engine"]

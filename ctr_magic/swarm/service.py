@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 from .. import errors
@@ -39,6 +39,7 @@ from ..types import (
     ExecTaskResult,
     ExecTaskSession,
     ImageInfo,
+    LayerProgress,
     ListTasksOptions,
     MountInfo,
     NetworkSetupRequest,
@@ -235,6 +236,16 @@ class SwarmService:
             self.engines.service_for(node, f"pulling {ref}").pull_image(ref, PullImageOptions(platform=(
                 opts.platform if opts else "")))
         return info
+
+    def push_image(self, ref: str, *, dest: str = "", progress: Optional[Callable[[LayerProgress], None]] = None
+                   ) -> str:
+        """Push an image of the manager's engine to its registry (or as *dest*); the pushed digest.
+
+        Push to a registry every node reaches: services then run it by that digest.
+        """
+        from .onnode import push_from_engine
+
+        return push_from_engine(self.manager.api, ref, dest, progress)
 
     def get_image(self, ref: str) -> ImageInfo:
         return self.manager.get_image(ref)

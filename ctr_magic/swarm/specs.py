@@ -98,6 +98,8 @@ class ServiceRequest:
     #: how many tasks a rolling update replaces at once, and the pause between batches (seconds)
     update_parallelism: int = 1
     update_delay: float = 0.0
+    #: seconds a task gets between SIGTERM and SIGKILL when it stops (None: Swarm's 10 s)
+    stop_grace: Optional[float] = None
 
     def validate(self) -> list[Constraint]:
         if not self.name or not _NAME.match(self.name) or len(self.name) > 63:
@@ -109,8 +111,8 @@ class ServiceRequest:
             raise errors.InvalidArgument(f"service {self.name}: replicas must be 0 or more, not {self.replicas}")
         if self.restart not in ("any", "on-failure", "none"):
             raise errors.InvalidArgument(f"restart policy {self.restart!r} is unknown", hint="any, on-failure or none")
-        if self.update_parallelism < 0 or self.update_delay < 0:
-            raise errors.InvalidArgument("update parallelism and delay must not be negative")
+        if self.update_parallelism < 0 or self.update_delay < 0 or (self.stop_grace or 0) < 0:
+            raise errors.InvalidArgument("update parallelism, delay and stop grace must not be negative")
         for limit, reserve, what in ((self.limits.cpus, self.reservations.cpus, "CPUs"),
                                      (self.limits.memory, self.reservations.memory, "memory")):
             if limit and reserve and reserve > limit:
@@ -131,6 +133,8 @@ class ServiceRequest:
         for key, value in (("Dir", self.work_dir), ("User", self.user), ("Hostname", self.hostname)):
             if value:
                 container[key] = value
+        if self.stop_grace is not None:
+            container["StopGracePeriod"] = int(self.stop_grace * _NANOS)
         resources: dict[str, Any] = {}
         if self.limits.to_json():
             resources["Limits"] = self.limits.to_json()

@@ -73,3 +73,54 @@ def run_cell(ip: Any, cell: str) -> tuple[Any, str, str]:
     finally:
         sys.stdout, sys.stderr = saved
     return result, out.text, err.text
+
+
+class UnixRelay:
+    """A plain TCP listener on *host* that relays each connection to a unix socket (a node's engine
+    reached over TCP, as on a real cluster). Counts the connections it relayed."""
+
+    def __init__(self, host: str, unix_path: str) -> None:
+        import socket
+        import threading
+
+        self.unix_path = unix_path
+        self.connections = 0
+        self._server = socket.create_server((host, 0))
+        self.address = f"tcp://{host}:{self._server.getsockname()[1]}"
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.unix_path)
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: Any, dst: Any) -> None:
+        import contextlib
+        import socket
+
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._closed = True
+        self._server.close()

@@ -17,11 +17,13 @@ from ctr_magic.swarm.specs import ServiceRequest
 from ctr_magic.types import ContainerSpec, CreateContainerRequest, DeleteContainerOptions, ExecTaskRequest, TaskStatus
 
 SLEEPER = ["sh", "-c", "echo replica $SLOT on $(hostname); exec sleep 3600"]
+# In a magic's command line: a shell that ends at once on SIGTERM, so tasks stop without the grace period.
+QUICK_STOP = "sh -c 'trap \"exit 0\" TERM; sleep 3600 & wait'"
 
 
 def _sleeper(name: str, image: str, replicas: int, **kwargs: Any) -> ServiceRequest:
     return ServiceRequest(name=name, image=image, replicas=replicas, cmd=SLEEPER, env=["SLOT={{.Task.Slot}}"],
-                          **kwargs)
+                          stop_grace=1.0, **kwargs)
 
 
 def _containers_on(info: Any, node: str, service: str) -> list[dict[str, Any]]:
@@ -41,7 +43,7 @@ def test_replicas_spread_over_the_nodes_and_ps_shows_each_tasks_node(
     assert result.success, out + err
     result, out, err = run_cell(
         shell, f"%ctr run --replicas 6 --name {service_name} -e SLOT={{{{.Task.Slot}}}} "
-               f"--reserve-memory 4m --limit-memory 64m --label team=ml {swarm_images['busybox']} -- sleep 3600")
+               f"--reserve-memory 4m --limit-memory 64m --label team=ml {swarm_images['busybox']} -- {QUICK_STOP}")
     assert result.success, out + err
     assert f"started service {service_name}: 6 task(s) running on node1, node2, node3" in out
     assert "6/6 tasks running" in out  # the progress lines
@@ -166,7 +168,7 @@ def test_the_contract_maps_containers_to_services(swarm: SwarmService, swarm_ima
                                                   service_name: str) -> None:
     info = swarm.create_container(CreateContainerRequest(
         id=service_name, image_ref=swarm_images["busybox"], labels={"ctr-magic.replicas": "2"},
-        spec=ContainerSpec(cmd=["sleep", "3600"])))
+        spec=ContainerSpec(cmd=["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"])))
     assert info.id == service_name and info.runtime.name == "swarm"
     assert swarm.get_task_info(service_name).status == TaskStatus.CREATED
     assert service_name in [c.id for c in swarm.list_containers_by_label("ctr-magic.replicas", "2")]
@@ -258,3 +260,51 @@ def test_replicas_on_a_backend_without_services_is_not_supported() -> None:
     assert "%ctr run --replicas: services with replicas is not supported on the containerd backend" in str(
         caught.value)
     assert "%ctr use swarm --socket MANAGER" in str(caught.value)
+
+
+def test_a_node_engine_over_tcp(swarm: SwarmService, swarm_info: Any, swarm_images: dict[str, str],
+                                service_name: str) -> None:
+    from swarm_support import UnixRelay
+
+    swarm.create_service(_sleeper(service_name, swarm_images["busybox"], 1, constraints=["node.hostname==node2"]))
+    relay = UnixRelay(swarm_info.gateway, swarm_info.node("node2").socket)  # on the cluster's own bridge
+    over_tcp = SwarmService.connect(swarm_info.manager_socket, nodes={"node2": relay.address})
+    try:
+        out = io.BytesIO()
+        result = over_tcp.exec_task(service_name, ExecTaskRequest(args=["sh", "-c", "echo $SLOT; cat"],
+                                                                  stdin=b"over tcp", stdout=out))
+        assert result.exit_code == 0 and out.getvalue() == b"1\nover tcp"
+        assert relay.connections >= 2  # the API calls and the hijacked exec stream
+    finally:
+        over_tcp.close()
+        relay.close()
+
+
+def test_push_to_the_cluster_registry_and_run_by_digest(swarm: SwarmService, swarm_info: Any,
+                                                        swarm_images: dict[str, str], service_name: str) -> None:
+    swarm.pull_image(swarm_images["busybox"])
+    dest = f"{swarm_info.registry_addr}/ctr-magic/pushed:{service_name}"
+    events: list[Any] = []
+    digest = swarm.push_image(swarm_images["busybox"], dest=dest, progress=events.append)
+    assert digest.startswith("sha256:") and swarm.pin_image(dest) == (f"{dest}@{digest}", digest)
+    swarm.create_service(_sleeper(service_name, dest, 3))
+    assert {t.image for t in swarm.service_tasks(service_name, all=False)} == {f"{dest}@{digest}"}
+
+
+def test_the_lock_file_pins_what_every_node_runs(shell: Any, swarm: SwarmService, swarm_info: Any,
+                                                 tmp_path: Any, service_name: str) -> None:
+    from ctr_magic.imagebuild import busybox_single_layer, busybox_with_config, publish
+    from ctr_magic.lock import write_lock
+
+    repo, layout = f"ctr-magic/locked-{service_name}", tmp_path / "layout"
+    first = busybox_single_layer(layout, tag="first")
+    second = busybox_with_config(layout, tag="second")
+    ref = f"{swarm_info.registry_addr}/{repo}:latest"
+    publish(first.layout, swarm_info.registry_addr, repo, "latest", src_tag="first")
+    write_lock(tmp_path / "ctr-lock.json", {ref: first.digest})  # the shell's working directory is tmp_path
+    publish(second.layout, swarm_info.registry_addr, repo, "latest", src_tag="second")  # the tag moves on
+    run_cell(shell, f"%ctr use swarm --socket {swarm_info.manager_socket}")
+    result, out, err = run_cell(shell, f"%ctr run --replicas 2 --name {service_name} {ref} -- {QUICK_STOP}")
+    assert result.success, out + err
+    assert "locked:" in out
+    assert {t.image.rpartition("@")[2] for t in swarm.service_tasks(service_name, all=False)} == {first.digest}

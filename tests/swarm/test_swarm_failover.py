@@ -13,7 +13,7 @@ from ctr_magic.swarm.specs import ServiceRequest
 def test_killing_a_worker_reschedules_its_tasks(swarm_cluster: SwarmCluster, swarm: SwarmService,
                                                 swarm_images: dict[str, str], service_name: str) -> None:
     swarm.create_service(ServiceRequest(name=service_name, image=swarm_images["busybox"], replicas=6,
-                                        cmd=["sleep", "3600"]))
+                                        cmd=["sleep", "3600"], stop_grace=1.0))
     on_node3 = {t.slot for t in swarm.service_tasks(service_name, all=False) if t.node == "node3"}
     assert on_node3
     swarm_cluster.kill_node("node3")

@@ -96,8 +96,11 @@ def test_node_options() -> None:
     assert parse_node_option("node2=unix:///run/n2.sock") == ("node2", "/run/n2.sock")
     with pytest.raises(errors.InvalidArgument, match="is not NAME=SOCKET"):
         parse_node_option("node2")
-    with pytest.raises(errors.NotSupported, match="only unix sockets"):
-        engine_socket("tcp://10.0.0.2:2375", "node2")
+    assert parse_node_option("node2=tcp://10.0.0.2:2375") == ("node2", "tcp://10.0.0.2:2375")
+    with pytest.raises(errors.InvalidArgument, match="is not tcp://HOST:PORT"):
+        engine_socket("tcp://10.0.0.2", "node2")
+    with pytest.raises(errors.NotSupported, match="only unix sockets and tcp://"):
+        engine_socket("ssh://node2", "node2")
 
 
 def test_node_and_task_json() -> None:
