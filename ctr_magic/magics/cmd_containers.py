@@ -193,11 +193,11 @@ def run(ctx: Context, args: Any) -> None:
     In the foreground (default) its output streams into the cell until it exits; the stop
     button kills it. With -d it keeps running; `%ctr logs NAME` shows its output.
     """
-    if args.replicas is not None or is_cluster(ctx):
-        return run_service(ctx, args)
     if args.rm and args.detach:
         raise InvalidArgument("--rm and -d cannot be combined", hint="drop -d to wait, or --rm to keep it")
     req = build_request(args)
+    if args.replicas is not None or is_cluster(ctx):
+        return run_service(ctx, args)
     info = _create(ctx, req, args.from_snapshot)
     container_id = info.id
     try:

@@ -14,7 +14,7 @@ from .parsing import argument, command
 
 
 @command("use", help="choose backend, socket and namespace (no arguments: show them)")
-@argument("backend", nargs="?", default=None, choices=BACKENDS, help="containerd, docker or apple")
+@argument("backend", nargs="?", default=None, choices=BACKENDS, help="containerd, docker, apple or swarm")
 @argument("--socket", default=None, help="daemon socket path (or tcp://host:port for containerd)")
 @argument("--namespace", "-n", default=None, help="containerd namespace")
 @argument("--node", action="append", default=[], metavar="NAME=SOCKET",
