@@ -22,9 +22,9 @@ import tempfile
 import time
 from typing import Any
 
-from ctr_magic.imagebuild import busybox_single_layer, publish
 from ctr_magic.swarm.cluster import SwarmCluster
 from ctr_magic.swarm.service import SwarmService
+from ctr_magic.testimages import busybox_single_layer, publish
 
 from .runner import Comparison, interleave, time_call, timed
 

@@ -17,9 +17,9 @@ import pytest
 from swarm_support import leftovers
 
 from ctr_magic import errors
-from ctr_magic.imagebuild import busybox_path, busybox_single_layer, busybox_with_config, publish
 from ctr_magic.swarm.cluster import ClusterInfo, SwarmCluster
 from ctr_magic.swarm.service import SwarmService
+from ctr_magic.testimages import busybox_path, busybox_single_layer, busybox_with_config, publish
 
 NODES = 3
 REQUIRED = ("dockerd", "docker-registry", "skopeo", "nsenter", "unshare", "ip")

@@ -11,7 +11,7 @@ from swarm_support import run_cell, wait_for
 
 from ctr_magic import errors
 from ctr_magic.features import ClusterServices, require
-from ctr_magic.magics.failure import CellFailure
+from ctr_magic.notebook.magics.failure import CellFailure
 from ctr_magic.swarm.service import SwarmService
 from ctr_magic.swarm.specs import ServiceRequest
 from ctr_magic.types import ContainerSpec, CreateContainerRequest, DeleteContainerOptions, ExecTaskRequest, TaskStatus
@@ -293,8 +293,8 @@ def test_push_to_the_cluster_registry_and_run_by_digest(swarm: SwarmService, swa
 
 def test_the_lock_file_pins_what_every_node_runs(shell: Any, swarm: SwarmService, swarm_info: Any,
                                                  tmp_path: Any, service_name: str) -> None:
-    from ctr_magic.imagebuild import busybox_single_layer, busybox_with_config, publish
-    from ctr_magic.lock import write_lock
+    from ctr_magic.notebook.lock import write_lock
+    from ctr_magic.testimages import busybox_single_layer, busybox_with_config, publish
 
     repo, layout = f"ctr-magic/locked-{service_name}", tmp_path / "layout"
     first = busybox_single_layer(layout, tag="first")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..frames import CtrFrame, _frame, _ts
 from ..swarm.tasks import TASK_STATES
+from .frames import CtrFrame, _frame, _ts
 
 _TASK_STATE = pd.CategoricalDtype(list(TASK_STATES), ordered=True)
 _DESIRED = pd.CategoricalDtype(["running", "ready", "accepted", "shutdown", "remove"], ordered=False)

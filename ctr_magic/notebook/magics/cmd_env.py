@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..connect import BACKENDS
-from ..constants import BACKEND_CONTAINERD, BACKEND_DOCKER, DEFAULT_NAMESPACE, ENV_BACKEND, ENV_NAMESPACE
-from ..errors import InvalidArgument
+from ...connect import BACKENDS
+from ...constants import BACKEND_CONTAINERD, BACKEND_DOCKER, DEFAULT_NAMESPACE, ENV_BACKEND, ENV_NAMESPACE
+from ...errors import InvalidArgument
 from . import imageref
 from .context import Context
-from .parsing import argument, command
+from .parsing import argument, command, group_help
+
+HELP_ORDER = 10  # place of these commands in the %ctr --help overview
+
+group_help("ns", "containerd namespaces (ns ls / ns rm)")
 
 
 @command("use", help="choose backend, socket and namespace (no arguments: show them)")
@@ -35,7 +39,7 @@ def use(ctx: Context, args: Any) -> None:
     if changed:
         ctx.session.service  # noqa: B018  (connect now so a bad backend fails here, not later)
     if args.node:
-        from .cmd_swarm import add_node_endpoints
+        from .swarm import add_node_endpoints
 
         add_node_endpoints(ctx, args.node)
     backend = magic.backend or os.environ.get(ENV_BACKEND) or BACKEND_CONTAINERD
@@ -46,14 +50,14 @@ def use(ctx: Context, args: Any) -> None:
 
 def _effective_socket(backend: str) -> str:
     if backend == BACKEND_CONTAINERD:
-        from ..connect import default_containerd_socket
+        from ...connect import default_containerd_socket
 
         return default_containerd_socket()
     return "(backend default)"
 
 
 def _environment(home: str | None, ctx: Context) -> Any:
-    from ..daemon import Environment
+    from ...env import Environment
 
     if ctx.session.environment is not None and not home:
         return ctx.session.environment
@@ -72,7 +76,7 @@ def up(ctx: Context, args: Any) -> Any:
     `%ctr down` stops it again, but only if this session started it.
     """
     if args.swarm is not None:
-        from .cmd_swarm import up_swarm
+        from .swarm import up_swarm
 
         return up_swarm(ctx, args.swarm, args.home)
     env = _environment(args.home, ctx)
@@ -103,7 +107,7 @@ def up(ctx: Context, args: Any) -> Any:
 def down(ctx: Context, args: Any) -> None:
     """Stop the private containerd and registry: every task is killed and everything unmounted."""
     if ctx.session.cluster is not None:
-        from .cmd_swarm import down_swarm
+        from .swarm import down_swarm
 
         down_swarm(ctx)
         if ctx.session.environment is None:
@@ -170,7 +174,7 @@ def lock(ctx: Context, args: Any) -> Any:
 def _namespaced_service(ctx: Context) -> Any:
     service = ctx.service
     if not hasattr(service, "delete_namespace"):
-        from ..errors import NotSupported
+        from ...errors import NotSupported
 
         raise NotSupported(f"the {getattr(service, 'backend', 'current')} backend has no namespaces")
     return service

@@ -1,15 +1,16 @@
-"""Cluster commands (the swarm backend): nodes, scale, update, and the service side of run and ps."""
+"""The swarm side of commands other modules declare: run's cluster options, ps as tasks, use --node,
+up --swarm / down. (The swarm's own commands are in ``cmd_swarm``.)"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from ..errors import InvalidArgument
-from ..features import ClusterNodes, ClusterServices, RollingUpdates, Scaling, require, supports
-from . import argtypes, imageref
+from ...errors import InvalidArgument
+from ...features import ClusterNodes, ClusterServices, require, supports
+from . import imageref
 from .context import Context
-from .parsing import argument, command
+from .parsing import argument
 
 
 def cluster_options(func: Any) -> Any:
@@ -33,13 +34,13 @@ def is_cluster(ctx: Context) -> bool:
 
 
 def _resources(cpus: str, memory: str, what: str) -> Any:
-    from ..swarm.specs import Resources, parse_cpus, parse_size
+    from ...swarm.specs import Resources, parse_cpus, parse_size
 
     return Resources(cpus=parse_cpus(cpus, f"--{what}-cpus") if cpus else 0.0,
                      memory=parse_size(memory, f"--{what}-memory") if memory else 0)
 
 
-class _ProgressLines:
+class ProgressLines:
     """Rollout progress as one line per change, with the seconds since the start."""
 
     def __init__(self, ctx: Context) -> None:
@@ -50,17 +51,18 @@ class _ProgressLines:
         self.ctx.say(f"[{time.monotonic() - self.started:5.1f}s] {step}")
 
 
-def run_service(ctx: Context, args: Any) -> Any:
-    """``%ctr run`` on a cluster: a replicated service, its image pinned to a digest; waits for its tasks."""
-    from ..swarm.specs import ServiceRequest
-    from .cmd_containers import build_request
+def run_service(ctx: Context, args: Any, req: Any) -> Any:
+    """``%ctr run`` on a cluster: a replicated service, its image pinned to a digest; waits for its tasks.
+
+    *req* is the CreateContainerRequest run built (and so validated) from the same arguments.
+    """
+    from ...swarm.specs import ServiceRequest
 
     service = require(ctx.service, ClusterServices, "%ctr run --replicas")
     for flag, given in (("--rm", args.rm), ("--net", args.net), ("--from", args.from_snapshot),
                         ("--host-dns", args.host_dns), ("--host-tz", args.host_tz)):
         if given:
             raise InvalidArgument(f"{flag} does not apply to a swarm service", hint="drop it (see %ctr run --help)")
-    req = build_request(args)
     replicas = 1 if args.replicas is None else args.replicas
     spec = ServiceRequest(
         name=req.id, image=args.image, replicas=replicas, cmd=req.spec.cmd, env=req.spec.env,
@@ -74,7 +76,7 @@ def run_service(ctx: Context, args: Any) -> Any:
     pinned, digest = service.pin_image(ref)
     ctx.session.record_image(args.image, digest)
     spec.image = pinned
-    info = service.create_service(spec, wait=not args.detach, progress=None if args.detach else _ProgressLines(ctx))
+    info = service.create_service(spec, wait=not args.detach, progress=None if args.detach else ProgressLines(ctx))
     if args.detach:
         ctx.say(f"created service {info.name} ({replicas} replicas, {imageref.short_digest(digest)}…)")
         return None
@@ -84,57 +86,16 @@ def run_service(ctx: Context, args: Any) -> Any:
 
 
 def tasks_frame(ctx: Context, *, all: bool, service: str = "") -> Any:
-    from .swarm_frames import swarm_tasks_frame
+    """``%ctr ps`` on a cluster: one row per task with its node."""
+    from ..swarm_frames import swarm_tasks_frame
 
     tasks = require(ctx.service, ClusterServices, "%ctr ps").service_tasks(service, all=all)
     return swarm_tasks_frame(tasks)
 
 
-@command("nodes", help="the swarm's nodes: role, availability, state, resources, labels (DataFrame)")
-def nodes(ctx: Context, args: Any) -> Any:
-    """Nodes of the cluster as the manager reports them."""
-    from .swarm_frames import nodes_frame
-
-    return nodes_frame(require(ctx.service, ClusterNodes, "%ctr nodes").nodes())
-
-
-@command("scale", help="swarm: set the number of tasks of services (SERVICE=N ...)")
-@argument("targets", nargs="+", metavar="SERVICE=N", help="service and its wanted number of tasks")
-@argument("-d", "--detach", action="store_true", help="do not wait for the tasks")
-def scale(ctx: Context, args: Any) -> None:
-    """Scale services up or down and wait until the tasks run (or are gone)."""
-    service = require(ctx.service, Scaling, "%ctr scale")
-    wanted = []
-    for target in args.targets:
-        name, sep, count = target.partition("=")
-        if not sep or not name or not count.isdigit():
-            raise InvalidArgument(f"{target!r} is not SERVICE=N", hint="e.g. %ctr scale web=3")
-        wanted.append((name, int(count)))
-    for name, count in wanted:
-        service.scale(name, count, wait=not args.detach, progress=None if args.detach else _ProgressLines(ctx))
-        ctx.say(f"scaled {name} to {count}")
-
-
-@command("update", help="swarm: rolling update of a service's image and env, with its progress")
-@argument("service", help="service name")
-@argument("--image", default="", help="new image (pinned to its digest)")
-@argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE|KEY-", help="set (or remove: KEY-) a variable")
-@argument("-d", "--detach", action="store_true", help="do not wait for the update to finish")
-def update(ctx: Context, args: Any) -> None:
-    """Replace the service's tasks one by one with the new image/env; stops at the first failing task."""
-    service = require(ctx.service, RollingUpdates, "%ctr update")
-    env = _parsed_env(args.env)
-    image = ""
-    if args.image:
-        image = imageref.resolve(ctx, args.image)
-    info = service.update_service(args.service, image=image, env=env, wait=not args.detach,
-                                  progress=None if args.detach else _ProgressLines(ctx))
-    ctx.say(f"updated {info.name}: {info.image}")
-
-
 def add_node_endpoints(ctx: Context, specs: list[str]) -> None:
     """``--node NAME=SOCKET`` of ``%ctr use``: every node is checked before any is added."""
-    from ..swarm.nodes import parse_node_option
+    from ...swarm.nodes import parse_node_option
 
     service = require(ctx.service, ClusterNodes, "%ctr use --node")
     for spec in specs:
@@ -152,7 +113,7 @@ def add_node_endpoints(ctx: Context, specs: list[str]) -> None:
 
 def up_swarm(ctx: Context, n: int, home: str) -> Any:
     """``%ctr up --swarm N``: start (or reuse) the local test cluster and point the session at its manager."""
-    from ..swarm.cluster import SwarmCluster, default_cluster_dir
+    from ...swarm.cluster import SwarmCluster, default_cluster_dir
 
     cluster = SwarmCluster(default_cluster_dir(home))
     info = cluster.status()
@@ -169,6 +130,7 @@ def up_swarm(ctx: Context, n: int, home: str) -> Any:
 
 
 def down_swarm(ctx: Context) -> None:
+    """Stop the cluster this session started."""
     cluster = ctx.session.cluster
     ctx.session.disconnect()
     cluster.down()
@@ -176,12 +138,5 @@ def down_swarm(ctx: Context) -> None:
     ctx.say(f"stopped the swarm in {cluster.base_dir}")
 
 
-def _parsed_env(items: list[str]) -> list[str]:
-    out = []
-    for item in items:
-        out.append(item if item.endswith("-") and "=" not in item else argtypes.parse_env([item])[0])
-    return out
-
-
-__all__ = ["add_node_endpoints", "cluster_options", "down_swarm", "is_cluster", "run_service", "tasks_frame",
-           "up_swarm"]
+__all__ = ["ProgressLines", "add_node_endpoints", "cluster_options", "down_swarm", "is_cluster", "run_service",
+           "tasks_frame", "up_swarm"]
