@@ -17,7 +17,7 @@ from ..reference import parse_reference
 from .api import SwarmAPI
 from .nodes import SwarmNode, node_from_json
 from .rollout import ProgressCallback, wait_converged
-from .specs import ServiceRequest, check_placeable
+from .specs import REPLICAS_LABEL, ServiceRequest, check_placeable
 from .tasks import ServiceTask, sort_key, task_from_json
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,9 @@ class ClusterServices:
         if "Replicated" not in (spec.get("Mode") or {}):
             raise errors.FailedPrecondition(f"service {name} is global: it runs one task per node",
                                             hint="only replicated services scale")
+        current = int(spec["Mode"]["Replicated"].get("Replicas") or 0)
+        if replicas == 0 and current > 0:  # remembered, so that starting it again brings them all back
+            spec["Labels"] = {**(spec.get("Labels") or {}), REPLICAS_LABEL: str(current)}
         spec["Mode"]["Replicated"]["Replicas"] = int(replicas)
         started = time.time()
         self.api.service_update(data["ID"], int(data["Version"]["Index"]), spec)

@@ -180,6 +180,11 @@ def test_the_contract_maps_containers_to_services(swarm: SwarmService, swarm_ima
         swarm.delete_container(service_name)
     swarm.stop_container(service_name)
     assert swarm.get_task_info(service_name).status == TaskStatus.STOPPED
+    swarm.scale(service_name, 3)
+    swarm.stop_container(service_name)  # remembers the 3 it stopped ...
+    swarm.start_container(service_name)  # ... and brings them back
+    assert len([t for t in swarm.service_tasks(service_name) if t.live]) == 3
+    swarm.stop_container(service_name)
     swarm.delete_container(service_name, DeleteContainerOptions())
     with pytest.raises(errors.NotFound, match=f"service {service_name} not found"):
         swarm.get_container(service_name)
@@ -308,3 +313,22 @@ def test_the_lock_file_pins_what_every_node_runs(shell: Any, swarm: SwarmService
     assert result.success, out + err
     assert "locked:" in out
     assert {t.image.rpartition("@")[2] for t in swarm.service_tasks(service_name, all=False)} == {first.digest}
+
+
+def test_scale_and_update_bad_input_is_one_line(shell: Any, swarm: SwarmService, swarm_info: Any,
+                                                swarm_images: dict[str, str], service_name: str) -> None:
+    run_cell(shell, f"%ctr use swarm --socket {swarm_info.manager_socket}")
+    result, out, _ = run_cell(shell, f"%ctr scale {service_name}")
+    assert "is not SERVICE=N" in _one_line(result, out, errors.InvalidArgument)
+    result, out, _ = run_cell(shell, "%ctr scale no-such-service=2")
+    assert "service no-such-service not found" in _one_line(result, out, errors.NotFound)
+    swarm.create_service(_sleeper(service_name, swarm_images["busybox"], 1))
+    version = swarm.api.service_inspect(service_name)["Version"]["Index"]
+    result, out, _ = run_cell(shell, f"%ctr update {service_name} -e =oops")
+    _one_line(result, out, errors.InvalidArgument)
+    missing = swarm_images["busybox"].replace("busybox:latest", "nothing:here")
+    result, out, _ = run_cell(shell, f"%ctr update {service_name} --image {missing}")
+    assert "nothing:here" in _one_line(result, out, errors.CtrError)
+    assert swarm.api.service_inspect(service_name)["Version"]["Index"] == version  # nothing changed
+    result, out, err = run_cell(shell, f"%ctr scale {service_name}=2")
+    assert result.success and f"scaled {service_name} to 2" in out, out + err
