@@ -33,3 +33,21 @@ def test_up_swarm_and_down_leave_nothing(swarm_info: ClusterInfo, tmp_path: Path
     assert down.returncode == 0, down.stderr
     assert leftovers(info) == []
     assert not (tmp_path / "swarm" / "swarm.json").exists()
+
+
+def test_magic_up_swarm_uses_it_and_down_removes_it(shell: object, tmp_path: Path) -> None:
+    from swarm_support import run_cell
+
+    result, out, err = run_cell(shell, f"info = %ctr up --swarm 1 --home {tmp_path}")
+    info = None
+    try:
+        assert result.success, out + err
+        info = shell.user_ns["info"]  # type: ignore[attr-defined]
+        assert "swarm of 1 nodes (manager node1" in out
+        result, out, err = run_cell(shell, "nodes = %ctr nodes")
+        assert result.success, out + err
+        assert list(shell.user_ns["nodes"]["name"]) == ["node1"]  # type: ignore[attr-defined]
+    finally:
+        result, out, err = run_cell(shell, "%ctr down")
+    assert result.success and "stopped the swarm" in out, out + err
+    assert info is not None and leftovers(info) == []
