@@ -56,6 +56,9 @@ def test_replicas_spread_over_the_nodes_and_ps_shows_each_tasks_node(
     assert set(mine["node"]) == {"node1", "node2", "node3"}
     assert sorted(mine["task"]) == sorted(f"{service_name}.{i}" for i in range(1, 7))
     assert list(df.columns[:6]) == ["service", "task", "node", "state", "desired_state", "error"]
+    result, out, err = run_cell(shell, "labelled = %ctr ps --label team=ml")
+    assert result.success, out + err
+    assert set(shell.user_ns["labelled"]["service"]) == {service_name}
     # each node's own engine holds the containers ps placed on it
     for node, count in mine.groupby("node").size().items():
         assert len(_containers_on(swarm_info, str(node), service_name)) == count
@@ -332,3 +335,16 @@ def test_scale_and_update_bad_input_is_one_line(shell: Any, swarm: SwarmService,
     assert swarm.api.service_inspect(service_name)["Version"]["Index"] == version  # nothing changed
     result, out, err = run_cell(shell, f"%ctr scale {service_name}=2")
     assert result.success and f"scaled {service_name} to 2" in out, out + err
+
+
+def test_interrupting_the_wait_of_a_new_service_leaves_nothing(swarm: SwarmService, swarm_info: Any,
+                                                              swarm_images: dict[str, str], service_name: str) -> None:
+    def stop_button(step: Any) -> None:
+        raise KeyboardInterrupt  # what the notebook's stop button raises while `%ctr run --replicas` waits
+
+    with pytest.raises(KeyboardInterrupt):
+        swarm.create_service(_sleeper(service_name, swarm_images["busybox"], 3), progress=stop_button)
+    assert service_name not in {s.name for s in swarm.services()}
+    assert not [t for t in swarm.service_tasks() if t.service == service_name]
+    for node in ("node1", "node2", "node3"):
+        assert _containers_on(swarm_info, node, service_name) == []

@@ -283,7 +283,7 @@ def ps(ctx: Context, args: Any) -> Any:
     labels = argtypes.parse_labels(args.label, allow_bare=True)
     service = ctx.service
     if is_cluster(ctx):
-        return cluster_tasks_frame(ctx, all=args.all)
+        return cluster_tasks_frame(ctx, all=args.all, labels=labels)
     if labels:
         key, value = next(iter(labels.items()))
         containers = service.list_containers_by_label(key, value)

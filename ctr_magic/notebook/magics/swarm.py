@@ -85,12 +85,22 @@ def run_service(ctx: Context, args: Any, req: Any) -> Any:
     return None
 
 
-def tasks_frame(ctx: Context, *, all: bool, service: str = "") -> Any:
-    """``%ctr ps`` on a cluster: one row per task with its node."""
+def tasks_frame(ctx: Context, *, all: bool, labels: dict[str, str] | None = None) -> Any:
+    """``%ctr ps`` on a cluster: one row per task with its node (``--label``: of services with those labels)."""
     from ..swarm_frames import swarm_tasks_frame
 
-    tasks = require(ctx.service, ClusterServices, "%ctr ps").service_tasks(service, all=all)
+    cluster = require(ctx.service, ClusterServices, "%ctr ps")
+    tasks = cluster.service_tasks(all=all)
+    if labels:
+        wanted = {s.name for s in cluster.services()
+                  if all_labels_match(s.labels, labels)}
+        tasks = [t for t in tasks if t.service in wanted]
     return swarm_tasks_frame(tasks)
+
+
+def all_labels_match(have: dict[str, str], wanted: dict[str, str]) -> bool:
+    """Every wanted label present (an empty value matches any)."""
+    return all(key in have and (value == "" or have[key] == value) for key, value in wanted.items())
 
 
 def add_node_endpoints(ctx: Context, specs: list[str]) -> None:
