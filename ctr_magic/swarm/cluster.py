@@ -312,10 +312,14 @@ class SwarmCluster:
                     with SwarmAPI.connect(node.socket) as worker:
                         worker.swarm_join(f"{node.address}:{SWARM_PORT}", [f"{manager.address}:{SWARM_PORT}"], token)
             by_host: dict[str, dict[str, Any]] = {}
-            ok = hostops.wait_until(lambda: len(by_host.update(
-                {str(n["Description"]["Hostname"]): n for n in api.nodes()}) or by_host) >= len(info.nodes)
-                and all(n["Status"]["State"] == "ready" for n in by_host.values()), 120.0, interval=0.5)
-            if not ok:
+
+            def all_ready() -> bool:
+                by_host.clear()
+                by_host.update({str(n["Description"]["Hostname"]): n for n in api.nodes()})
+                return (len(by_host) >= len(info.nodes)
+                        and all(n["Status"]["State"] == "ready" for n in by_host.values()))
+
+            if not hostops.wait_until(all_ready, 120.0, interval=0.5):
                 raise errors.Unavailable(f"only {len(by_host)} of {len(info.nodes)} nodes joined the swarm")
             for node in info.nodes:
                 api.node_label(by_host[node.name]["ID"], {ENGINE_LABEL: node.engine})

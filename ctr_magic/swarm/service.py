@@ -84,8 +84,9 @@ class SwarmService:
             raise errors.InvalidArgument(f"unknown Swarm option(s): {', '.join(sorted(options))}",
                                          hint="known: nodes, timeout")
         service = cls(EngineAPI(socket_from_env(socket), timeout=timeout, daemon="the Swarm manager"), nodes=nodes)
-        state = str((service.api.info().get("Swarm") or {}).get("LocalNodeState", ""))
-        if state != "active" or not (service.api.info().get("Swarm") or {}).get("ControlAvailable"):
+        swarm = service.api.info().get("Swarm") or {}
+        state = str(swarm.get("LocalNodeState", ""))
+        if state != "active" or not swarm.get("ControlAvailable"):
             service.close()
             raise errors.FailedPrecondition(
                 f"the engine at {service.manager.socket_path} is not a Swarm manager (swarm state: {state or 'none'})",

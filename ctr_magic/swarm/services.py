@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
@@ -217,8 +217,9 @@ class ClusterServices:
         return self.inspect(name)
 
     def remove(self, name: str, *, wait: bool = True, timeout: float = 120.0,
-               containers_left: Optional[Any] = None) -> None:
-        """Remove the service; with *wait*, until the manager has no task of it left."""
+               containers_left: Optional[Callable[[str], bool]] = None) -> None:
+        """Remove the service; with *wait*, until the manager has no task of it left (and, given
+        *containers_left* (service id -> any container still on a node), no container either)."""
         data = self._raw(name)
         self.api.service_remove(data["ID"])
         if not wait:
@@ -282,7 +283,7 @@ def merge_env(current: list[str], changes: list[str]) -> list[str]:
     return list(env.values())
 
 
-def _poll(predicate: Any, timeout: float, interval: float = 0.25) -> bool:
+def _poll(predicate: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
     deadline = time.monotonic() + timeout
     while True:
         if predicate():
