@@ -1,6 +1,8 @@
 """What each backend can do: declared once here, checked by the conformance suite, shown in README.
 
-``python3 -m ctr_magic.capabilities`` prints the README table. The conformance tests
+``python3 -m ctr_magic.capabilities`` prints the README tables: the behaviour of the contract's
+methods (declared below), then the features beyond the contract, generated from
+:data:`ctr_magic.features.FEATURES` and the methods each backend class really has. The conformance tests
 (``tests/conformance``) look every difference up here: where a capability is declared ``NO``
 they expect ``NotSupported`` (or the declared behaviour), never a silent skip.
 """
@@ -56,8 +58,6 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability("network", "`setup_network` / `remove_network`"),
     Capability("snapshots", "snapshots (commit, list, prepare, mounts, create from snapshot)"),
     Capability("namespaces", "namespaces"),
-    Capability("events", "container event stream (the dashboard follows it)"),
-    Capability("stats", "container stats: CPU, memory, pids, block and network I/O"),
 )
 
 TABLE: dict[str, dict[str, Entry]] = {
@@ -87,8 +87,6 @@ TABLE: dict[str, dict[str, Entry]] = {
                            "cannot strand a checkpoint version, and `remove_snapshot` clears a version stranded "
                            "before"),
         "namespaces": Entry(Support.YES),
-        "events": Entry(Support.YES, "Events service, confirmed live before use"),
-        "stats": Entry(Support.YES, "`Tasks.Metrics` (cgroup v1 and v2); network bytes read from /proc on this host"),
     },
     BACKEND_DOCKER: {
         "pull.progress": Entry(Support.YES, "per layer; layers named by Docker's short ids"),
@@ -113,8 +111,6 @@ TABLE: dict[str, dict[str, Entry]] = {
         "network": Entry(Support.NO, "Docker wires networks at create: the calls only check the container"),
         "snapshots": Entry(Support.NO, "`NotSupported`: the Engine API has no snapshots"),
         "namespaces": Entry(Support.NO),
-        "events": Entry(Support.YES, "`GET /events`"),
-        "stats": Entry(Support.YES, "`GET /containers/{id}/stats`"),
     },
     BACKEND_APPLE: {
         "pull.progress": Entry(Support.PARTIAL, "socktainer reports one combined bar, not per layer"),
@@ -139,8 +135,6 @@ TABLE: dict[str, dict[str, Entry]] = {
         "network": Entry(Support.NO, "no-ops, as the reference"),
         "snapshots": Entry(Support.NO, "`NotSupported`, as the reference"),
         "namespaces": Entry(Support.NO),
-        "events": Entry(Support.PARTIAL, "`GET /events`, filtered by ctr-magic (tested on the stand-in)"),
-        "stats": Entry(Support.PARTIAL, "`GET /containers/{id}/stats`; tested only on the dockerd stand-in"),
     },
 }
 
@@ -186,6 +180,58 @@ def render_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def backend_classes() -> dict[str, type]:
+    """The class behind each backend name (imported here, when asked: containerd pulls in gRPC)."""
+    from .apple import AppleService
+    from .containerd.service import DefaultService
+    from .docker.service import DockerService
+
+    return {BACKEND_CONTAINERD: DefaultService, BACKEND_DOCKER: DockerService, BACKEND_APPLE: AppleService}
+
+
+def feature_table() -> dict[str, dict[str, Entry]]:
+    """backend -> feature title -> support, from the Protocols in :mod:`ctr_magic.features`.
+
+    A backend supports a feature when its class has every method of the Protocol; the note is
+    the feature's note for that backend (or, when missing, its way out).
+    """
+    from .features import FEATURES, implemented_by
+
+    out: dict[str, dict[str, Entry]] = {}
+    for backend, cls in backend_classes().items():
+        row: dict[str, Entry] = {}
+        for item in FEATURES:
+            notes = dict(item.notes)
+            # The Apple backend is the Docker one on socktainer: Docker's notes hold for it too.
+            note = notes.get(backend) or (notes.get(BACKEND_DOCKER, "") if backend == BACKEND_APPLE else "")
+            if implemented_by(cls, item.protocol):
+                row[item.title] = Entry(Support.YES, note)
+            else:
+                row[item.title] = Entry(Support.NO, item.way_out)
+        out[backend] = row
+    return out
+
+
+def render_features_markdown() -> str:
+    """README's table of the features beyond the contract: one row per feature, with its commands."""
+    from .features import FEATURES
+
+    table = feature_table()
+    names = {BACKEND_CONTAINERD: "containerd", BACKEND_DOCKER: "Docker", BACKEND_APPLE: "Apple (socktainer)"}
+    lines = [
+        "| feature | `%ctr` commands | " + " | ".join(names[b] for b in BACKENDS) + " |",
+        "|---|---|" + "---|" * len(BACKENDS),
+    ]
+    for item in FEATURES:
+        cells = []
+        for backend in BACKENDS:
+            got = table[backend][item.title]
+            cells.append(_MARK[got.support] + (f" {got.note}" if got.note else ""))
+        commands = ", ".join(f"`{c}`" for c in item.commands)
+        lines.append(f"| {item.title} | {commands} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _check() -> None:
     for backend in BACKENDS:
         missing = _KEYS - set(TABLE[backend])
@@ -196,9 +242,41 @@ def _check() -> None:
 
 _check()
 
+README_BEGIN = "<!-- capabilities: generated by `python3 -m ctr_magic.capabilities --update README.md` -->"
+README_END = "<!-- end of generated capabilities -->"
+
+
+def render_readme_section() -> str:
+    """Both tables, between the markers README.md keeps them in."""
+    lead = ("Beyond the contract, each feature is a small Protocol in `ctr_magic/features.py`; a backend has it when "
+            "its class has the methods, and a `%ctr` command that needs a missing one fails with one `NotSupported` "
+            "line and the way out:")
+    return f"{README_BEGIN}\n{render_markdown()}\n{lead}\n\n{render_features_markdown()}{README_END}"
+
+
+def update_readme(path: str) -> bool:
+    """Rewrite the generated section of the README at *path*; True when it changed."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
+    new = text[:start] + render_readme_section() + text[end:]
+    if new != text:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(new)
+    return new != text
+
+
 if __name__ == "__main__":
-    print(render_markdown(), end="")
+    import sys
+
+    if sys.argv[1:2] == ["--update"]:
+        target = sys.argv[2] if len(sys.argv) > 2 else "README.md"
+        print(f"{target}: {'updated' if update_readme(target) else 'already current'}")
+    else:
+        print(render_markdown())
+        print(render_features_markdown(), end="")
 
 
-__all__ = ["BACKENDS", "CAPABILITIES", "TABLE", "Capability", "Entry", "Support", "entry", "render_markdown",
-           "supports"]
+__all__ = ["BACKENDS", "CAPABILITIES", "TABLE", "Capability", "Entry", "Support", "backend_classes", "entry",
+           "feature_table", "render_features_markdown", "render_markdown", "render_readme_section", "supports",
+           "update_readme"]

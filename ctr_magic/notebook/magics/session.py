@@ -36,6 +36,8 @@ class Session:
     started_environment: bool = False
     #: live widget views (dashboards, consoles) this session opened, closed with it.
     views: list[Any] = field(default_factory=list)
+    #: the Swarm test cluster this session started (`%ctr up --swarm N`), stopped by `%ctr down`.
+    cluster: Any = None
     #: what tab completion listed recently: kind -> (monotonic time, names)
     completion_cache: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
     _service: Any = None
