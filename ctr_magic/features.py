@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Optional, Protocol, TypeVar, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional, Protocol, TypeVar, Union, runtime_checkable
 
 from .errors import NotSupported
 
 if TYPE_CHECKING:
+    from .build.events import BuildResult
     from .types import ImageInfo, LayerProgress, SnapshotCommitResult, SnapshotInfo
 
 
@@ -78,6 +79,12 @@ class Namespaces(Protocol):
     def delete_namespace(self, name: str = "") -> None: ...
 
 
+@runtime_checkable
+class Build(Protocol):
+    def build_image(self, dockerfile: str = "", context: str = ".", *, tags: Optional[list[str]] = None,
+                    **options: Any) -> BuildResult: ...
+
+
 @dataclass(frozen=True)
 class Feature:
     """A declared feature: its Protocol, what it is called, and the way out when a backend lacks it."""
@@ -97,6 +104,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(Logs, "container logs", "use the containerd or Docker backend"),
     Feature(Signals, "signals and waits", "use the containerd or Docker backend"),
     Feature(Namespaces, "namespaces", "namespaces need the containerd backend: `%ctr use containerd`"),
+    Feature(Build, "building images from a Dockerfile", "use the containerd or Docker backend"),
 )
 
 _FeatureT = TypeVar("_FeatureT")
@@ -130,6 +138,7 @@ def require(service: object, protocol: type[_FeatureT], action: str = "") -> _Fe
 
 __all__ = [
     "FEATURES",
+    "Build",
     "Checkpoints",
     "Committing",
     "Feature",

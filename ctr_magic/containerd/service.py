@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from google.protobuf import empty_pb2
 
@@ -19,6 +19,9 @@ from .network import NetworkMixin
 from .pb import introspection_pb2, introspection_pb2_grpc, namespace_pb2, namespace_pb2_grpc, version_pb2_grpc
 from .snapshots import SnapshotsMixin
 from .tasks import TasksMixin
+
+if TYPE_CHECKING:
+    from ..build.events import BuildResult
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,13 @@ class DefaultService(
             out.append(PluginInfo(plugin.type, plugin.id, "error" if error else "ok", list(plugin.requires),
                                   error))
         return out
+
+    def build_image(self, dockerfile: str = "", context: str = ".", *, tags: Optional[list[str]] = None,
+                    **options: Any) -> BuildResult:
+        """Build an image from a Dockerfile with ctr-magic's own builder; see :mod:`ctr_magic.build`."""
+        from ..build import build_image
+
+        return build_image(self, "containerd", dockerfile, context, tags=tags, **options)
 
     def close(self) -> None:
         self.client.close()
