@@ -164,6 +164,13 @@ class DockerService:
             components=components,
         )
 
+    def build_image(self, dockerfile: str = "", context: str = ".", *, tags: Optional[list[str]] = None,
+                    **options: Any) -> Any:
+        """Build an image from a Dockerfile with the Engine's ``/build``; see :mod:`ctr_magic.build`."""
+        from ..build import build_image
+
+        return build_image(self, "docker", dockerfile, context, tags=tags, **options)
+
     def close(self) -> None:
         self.api.close()
 

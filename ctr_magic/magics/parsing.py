@@ -117,7 +117,7 @@ def commands() -> dict[tuple[str, ...], Command]:
 
 def _load_command_modules() -> None:
     # Importing the modules registers their commands.
-    from . import cmd_containers, cmd_env, cmd_exec, cmd_images, cmd_network, cmd_snapshots  # noqa: F401
+    from . import cmd_build, cmd_containers, cmd_env, cmd_exec, cmd_images, cmd_network, cmd_snapshots  # noqa: F401
 
 
 def _common() -> argparse.ArgumentParser:
@@ -175,7 +175,7 @@ def parser() -> argparse.ArgumentParser:
 # The order of the overview in `%ctr --help`: by area, then as a session usually goes.
 _ORDER = (
     "use up down status version "
-    "pull images rmi tag import export push "
+    "pull images rmi tag import export push build "
     "run create start exec logs ps tasks inspect stop kill rm "
     "snapshots checkpoint checkpoints commit mount umount net lock"
 ).split()

@@ -1,0 +1,217 @@
+"""%%ctr build's builder on a real containerd: images that `ctr run` runs, the layer cache,
+.dockerignore, build args, failures and interrupts that leave nothing behind, push and pull."""
+
+from __future__ import annotations
+
+import _thread
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from build_support import NOTHING, build_leftovers, containerd_image
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+from ctr_magic import errors
+from ctr_magic.build import StepFailed
+from ctr_magic.build.events import CACHED
+from ctr_magic.types import DeleteImageOptions, PullImageOptions
+
+
+@pytest.fixture
+def name() -> str:
+    return f"localhost/ctr-magic-test/build-{secrets.token_hex(4)}:1"
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    (tmp_path / "app.txt").write_text("version 1\n")
+    (tmp_path / "tool.sh").write_text("#!/bin/sh\necho tool\n")
+    (tmp_path / "tool.sh").chmod(0o755)
+    return tmp_path
+
+
+def statuses(result: Any) -> list[str]:
+    return [s.status for s in result.steps]
+
+
+def test_build_then_ctr_run_and_cache(service: Any, ctr: Any, test_images: dict[str, str], context: Path,
+                                      name: str, unique_id: str) -> None:
+    dockerfile = f"""FROM {test_images['busybox']}
+WORKDIR /app
+COPY app.txt tool.sh ./
+RUN cat app.txt > copy.txt && ./tool.sh >> copy.txt
+ENV GREETING=hello
+CMD ["sh", "-c", "echo $GREETING; cat /app/copy.txt"]
+"""
+    first = service.build_image(dockerfile, str(context), tags=[name])
+    assert CACHED not in statuses(first)[2:]
+    out = ctr("run", "--rm", name, unique_id).stdout
+    assert out.splitlines() == ["hello", "version 1", "tool"]
+
+    again = service.build_image(dockerfile, str(context), tags=[name])
+    assert statuses(again)[1:] == [CACHED] * 5
+    assert again.digest != "" and service.get_image(name).id == again.digest
+
+    (context / "app.txt").write_text("version 2\n")  # invalidates COPY and everything after it
+    changed = service.build_image(dockerfile, str(context), tags=[name])
+    assert statuses(changed)[1:4] == [CACHED, "done", "done"]
+    out = ctr("run", "--rm", name, unique_id + "b").stdout
+    assert "version 2" in out
+
+    forced = service.build_image(dockerfile, str(context), tags=[name], no_cache=True)
+    assert CACHED not in statuses(forced)[2:4]
+    assert build_leftovers(service) == NOTHING
+
+
+def test_dockerignore_and_build_args(service: Any, test_images: dict[str, str], context: Path, name: str) -> None:
+    (context / "secret.txt").write_text("do not ship\n")
+    (context / "logs").mkdir()
+    (context / "logs" / "a.log").write_text("log\n")
+    (context / "keep.log").write_text("kept\n")
+    (context / ".dockerignore").write_text("secret.txt\nlogs\n*.log\n!keep.log\n")
+    dockerfile = f"""FROM {test_images['busybox']}
+ARG FLAVOUR=plain
+ARG UNSET
+COPY . /ctx/
+RUN echo "$FLAVOUR" > /flavour && echo "unset=[$UNSET]" >> /flavour
+"""
+    result = service.build_image(dockerfile, str(context), tags=[name], build_args={"FLAVOUR": "spicy",
+                                                                                   "NOBODY": "x"})
+    tree, config = containerd_image(service, name)
+    assert "/ctx/app.txt" in tree and "/ctx/keep.log" in tree
+    assert not any(p.startswith(("/ctx/secret.txt", "/ctx/logs")) for p in tree)
+    assert not any("FLAVOUR" in e for e in config["config"]["Env"])  # ARG values stay out of the image
+    assert result.warnings and "NOBODY" in result.warnings[0]
+    # What RUN saw: read it back from the layer.
+    layer = service.content.read(service.images.resolve(name).layers[-1]["digest"])
+    assert b"spicy\nunset=[]\n" in layer
+
+    (context / "secret.txt").write_text("changed, but ignored\n")
+    again = service.build_image(dockerfile, str(context), tags=[name], build_args={"FLAVOUR": "spicy"})
+    assert statuses(again)[3:] == [CACHED, CACHED]
+
+
+def test_multi_stage_scratch_and_copy_from(service: Any, ctr: Any, test_images: dict[str, str], context: Path,
+                                           name: str, unique_id: str) -> None:
+    dockerfile = f"""FROM {test_images['busybox']} AS tools
+RUN mkdir -p /out && echo made-in-stage-1 > /out/result.txt
+FROM scratch AS files
+COPY --from=tools /out/result.txt /result.txt
+FROM {test_images['busybox']}
+COPY --from=files /result.txt /final/
+COPY --from=0 /bin/busybox /opt/busybox
+ENTRYPOINT ["cat"]
+CMD ["/final/result.txt"]
+"""
+    service.build_image(dockerfile, str(context), tags=[name])
+    assert ctr("run", "--rm", name, unique_id).stdout.strip() == "made-in-stage-1"
+    tree, config = containerd_image(service, name)
+    assert tree["/opt/busybox"][1] & 0o111
+    history = [h for h in config["history"] if not h.get("empty_layer")]
+    assert len(history) == len(config["rootfs"]["diff_ids"])
+
+
+def test_failed_step_fails_in_one_line_and_leaves_nothing(service: Any, test_images: dict[str, str],
+                                                          context: Path, name: str) -> None:
+    dockerfile = f"""FROM {test_images['busybox']}
+RUN echo ok > /ok
+RUN echo line-one; echo line-two >&2; exit 3
+RUN echo never
+"""
+    with pytest.raises(StepFailed) as failed:
+        service.build_image(dockerfile, str(context), tags=[name])
+    assert str(failed.value) == "step 3/4 `RUN echo line-one; echo line-two >&2; exit 3` exited with code 3"
+    assert "line-one" in failed.value.tail and "line-two" in failed.value.tail
+    assert build_leftovers(service) == NOTHING
+    with pytest.raises(errors.NotFound):
+        service.get_image(name)
+
+
+def test_interrupt_stops_the_build_and_leaves_nothing(service: Any, test_images: dict[str, str],
+                                                      context: Path, name: str) -> None:
+    dockerfile = f"""FROM {test_images['busybox']}
+RUN echo started; sleep 120
+"""
+
+    def on_output(stream: str, data: bytes) -> None:
+        if b"started" in data:
+            raise KeyboardInterrupt  # what the stop button does, raised where the build waits
+
+    with pytest.raises(KeyboardInterrupt):
+        service.build_image(dockerfile, str(context), tags=[name], on_output=on_output)
+    assert build_leftovers(service) == NOTHING
+    assert not [t for t in service.list_tasks() if t.container_id.startswith("ctr-magic-build-")]
+
+
+@pytest.mark.parametrize(("dockerfile", "expected"), [
+    ("FROM busybox\nRUN true\nFOO bar\n", "Dockerfile line 3: unknown instruction FOO"),
+    ("FROM busybox\nADD https://example.com/x.tgz /x\n", "remote URL"),
+    ("RUN true\n", "Dockerfile line 1: RUN before the first FROM"),
+    ("FROM busybox\nCOPY --owner=1 a b\n", "Dockerfile line 2: COPY does not take '--owner'"),
+])
+def test_bad_dockerfile_lines(service: Any, context: Path, name: str, dockerfile: str, expected: str) -> None:
+    images_before = {i.name for i in service.list_images()}
+    with pytest.raises(errors.InvalidArgument) as bad:
+        service.build_image(dockerfile, str(context), tags=[name])
+    assert expected in str(bad.value) and "\n" not in str(bad.value)
+    assert {i.name for i in service.list_images()} == images_before
+    assert build_leftovers(service) == NOTHING
+
+
+def test_push_and_pull_back(service: Any, ctr: Any, registry: str, test_images: dict[str, str], context: Path,
+                            unique_id: str) -> None:
+    ref = f"{registry}/ctr-magic-test/built-{secrets.token_hex(3)}:1"
+    dockerfile = f"FROM {test_images['busybox']}\nCOPY app.txt /app.txt\nCMD [\"cat\", \"/app.txt\"]\n"
+    built = service.build_image(dockerfile, str(context), tags=[ref])
+    service.push_image(ref)
+    service.delete_image(ref, DeleteImageOptions(synchronous=True))
+    pulled = service.pull_image(ref, PullImageOptions())
+    assert pulled.id == built.digest
+    assert ctr("run", "--rm", ref, unique_id).stdout == "version 1\n"
+
+
+# -- the magic, as a person sees it ----------------------------------------------------------------------
+
+
+def test_cell_magic_shows_steps_and_output(environment: Any, namespace: str, test_images: dict[str, str],
+                                           context: Path, name: str, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CTR_MAGIC_HOME", environment.base_dir)
+    monkeypatch.chdir(context)
+    config = Config()
+    config.HistoryManager.enabled = False
+    ip = InteractiveShell.instance(config=config)
+    ip.run_line_magic("load_ext", "ctr_magic")
+    try:
+        ip.run_line_magic("config", f"CtrMagic.socket = {environment.containerd_socket!r}")
+        ip.run_line_magic("config", f"CtrMagic.namespace = {namespace!r}")
+        body = f"FROM {test_images['busybox']}\nCOPY app.txt /\nRUN cat /app.txt; echo warn >&2\n"
+        ip.run_cell_magic("ctr", f"build -t {name}", body)
+        out, err = capsys.readouterr()
+        lines = out.splitlines()
+        assert lines[0].startswith("step 1/3 FROM ")
+        assert lines[1].startswith("step 2/3 COPY app.txt /  ") and lines[1].endswith("s")
+        assert lines[2] == "step 3/3 RUN cat /app.txt; echo warn >&2"  # the header, before the output
+        assert lines[3] == "version 1"
+        assert lines[4].startswith("step 3/3 RUN cat /app.txt; echo warn >&2  ")
+        assert lines[5].startswith(f"built {name} sha256:")
+        assert err.strip() == "warn"
+        ip.run_cell_magic("ctr", f"build -t {name}", body)
+        out, _ = capsys.readouterr()
+        assert "step 3/3 RUN cat /app.txt; echo warn >&2  CACHED" in out and "version 1" not in out
+
+        failing = f"FROM {test_images['busybox']}\nRUN exit 2\n"
+        result = ip.run_cell_magic  # a failed build fails the cell with one line
+        with pytest.raises(Exception) as cell:
+            result("ctr", f"build -t {name}", failing)
+        assert str(cell.value).endswith("step 2/2 `RUN exit 2` exited with code 2")
+    finally:
+        ip.run_line_magic("unload_ext", "ctr_magic")
+        ip.config.pop("CtrMagic", None)
+        sys.stdout.flush()
+        os.environ.pop("CTR_MAGIC_BACKEND", None)
+        _ = _thread
