@@ -31,15 +31,15 @@ def apply_layer(tree: Tree, layer: bytes) -> None:
                     del tree[key]
                 continue
             if member.isdir():
-                entry = ("dir", member.mode, member.uid, member.gid, "")
+                entry = ("dir", member.mode & 0o7777, member.uid, member.gid, "")
             elif member.issym():
-                entry = ("symlink", member.mode, member.uid, member.gid, member.linkname)
+                entry = ("symlink", 0o777, member.uid, member.gid, member.linkname)
             elif member.islnk():
                 target = tree.get("/" + member.linkname.lstrip("./"))
-                entry = ("file", member.mode, member.uid, member.gid, target[4] if target else "")
+                entry = ("file", member.mode & 0o7777, member.uid, member.gid, target[4] if target else "")
             else:
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                entry = ("file", member.mode, member.uid, member.gid, hashlib.sha256(data).hexdigest())
+                entry = ("file", member.mode & 0o7777, member.uid, member.gid, hashlib.sha256(data).hexdigest())
             tree[path] = entry
 
 
