@@ -18,9 +18,10 @@ import tempfile
 from typing import Any
 
 from ctr_magic.containerd.service import DefaultService
-from ctr_magic.daemon import Environment, EnvironmentInfo
 from ctr_magic.docker.service import DockerService
-from ctr_magic.imagebuild import publish_test_images, random_stream_file
+from ctr_magic.env import Environment, EnvironmentInfo
+from ctr_magic.testimages import publish_test_images
+from ctr_magic.testimages.busybox import random_stream_file
 from ctr_magic.types import DeleteImageOptions, PullImageOptions
 
 from .runner import Comparison, interleave, timed

@@ -37,8 +37,8 @@ from ..constants import (
     DEFAULT_SUBNET,
     NETWORK_STATE_SUBDIR,
 )
+from ..hostmount import bind_mount, is_mount_point, unmount
 from ..types import NetworkSetupRequest
-from .mounts import bind_mount, is_mount_point, unmount
 from .pb import task_pb2
 from .runtime_base import RuntimeBase, check_id, default_data_dir
 

@@ -14,8 +14,8 @@ from build_support import containerd_image, docker_image, runtime_fields
 
 from ctr_magic.build import StepFailed
 from ctr_magic.build.events import CACHED
-from ctr_magic.daemon import Environment, EnvironmentInfo
 from ctr_magic.docker.service import DockerService
+from ctr_magic.env import Environment, EnvironmentInfo
 
 PARITY_DOCKERFILE = """\
 ARG BASE

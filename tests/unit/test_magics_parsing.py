@@ -8,8 +8,8 @@ import signal
 import pytest
 
 from ctr_magic.errors import InvalidArgument
-from ctr_magic.magics import argtypes, parsing
-from ctr_magic.magics.cmd_containers import build_request
+from ctr_magic.notebook.magics import argtypes, parsing
+from ctr_magic.notebook.magics.cmd_containers import build_request
 
 
 def parse(line: str) -> parsing.Parsed:
@@ -74,6 +74,10 @@ GOOD = [
     ("ns rm other", "ns rm", {"name": "other"}),
     ("lock --show", "lock", {"show": True}),
     ("lock --delete", "lock", {"delete": True}),
+    ("build -t me/app:1 ctx -f ctx/Other.Dockerfile --build-arg V=2 --build-arg W --no-cache --net --target t",
+     "build", {"tag": ["me/app:1"], "context": "ctx", "file": "ctx/Other.Dockerfile", "build_arg": ["V=2", "W"],
+               "no_cache": True, "net": True, "target": "t"}),
+    ("build -t a -t b -q", "build", {"tag": ["a", "b"], "context": "", "quiet": True}),
 ]  # fmt: skip
 
 

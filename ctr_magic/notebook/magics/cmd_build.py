@@ -11,10 +11,12 @@ import sys
 import time
 from typing import Any, Optional
 
-from ..errors import InvalidArgument
+from ...errors import InvalidArgument
 from .context import Context
 from .parsing import CELL_OPTIONAL, argument, command
 from .streams import TextSink
+
+HELP_ORDER = 25  # place of these commands in the %ctr --help overview: after the image commands
 
 
 def _build_args(items: list[str]) -> dict[str, str]:
@@ -78,8 +80,8 @@ def build(ctx: Context, args: Any) -> None:
     in one line (`step 4/9 `RUN make` exited with code 2`); an interrupt stops the build; neither
     leaves a container, snapshot or lease behind.
     """
-    from ..build import StepFailed
-    from ..features import Build, require
+    from ...build import StepFailed
+    from ...features import Build, require
 
     if not args.tag:
         raise InvalidArgument("%ctr build needs a name: -t NAME[:TAG]", hint="e.g. %%ctr build -t localhost/app:1")

@@ -49,7 +49,7 @@ class Session:
         with self._lock:
             if self._service is None or self._service_key != key:
                 self._close_service()
-                from ..connect import connect
+                from ...connect import connect
 
                 self._service = connect(wanted.backend or None, wanted.socket or None, wanted.namespace or None)
                 self._service_key = key
