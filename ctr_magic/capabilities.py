@@ -56,6 +56,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability("network", "`setup_network` / `remove_network`"),
     Capability("snapshots", "snapshots (commit, list, prepare, mounts, create from snapshot)"),
     Capability("namespaces", "namespaces"),
+    Capability("build", "build from a Dockerfile (`%%ctr build`, `build_image`)"),
 )
 
 TABLE: dict[str, dict[str, Entry]] = {
@@ -85,6 +86,8 @@ TABLE: dict[str, dict[str, Entry]] = {
                            "cannot strand a checkpoint version, and `remove_snapshot` clears a version stranded "
                            "before"),
         "namespaces": Entry(Support.YES),
+        "build": Entry(Support.YES, "ctr-magic's own builder: steps on snapshots, a layer cache per step, RUN's "
+                       "stdout and stderr apart, a network only with `--net`"),
     },
     BACKEND_DOCKER: {
         "pull.progress": Entry(Support.YES, "per layer; layers named by Docker's short ids"),
@@ -109,6 +112,8 @@ TABLE: dict[str, dict[str, Entry]] = {
         "network": Entry(Support.NO, "Docker wires networks at create: the calls only check the container"),
         "snapshots": Entry(Support.NO, "`NotSupported`: the Engine API has no snapshots"),
         "namespaces": Entry(Support.NO),
+        "build": Entry(Support.PARTIAL, "the Engine's own builder (`/build`); RUN's stdout and stderr arrive as one "
+                       "stream"),
     },
     BACKEND_APPLE: {
         "pull.progress": Entry(Support.PARTIAL, "socktainer reports one combined bar, not per layer"),
@@ -133,6 +138,7 @@ TABLE: dict[str, dict[str, Entry]] = {
         "network": Entry(Support.NO, "no-ops, as the reference"),
         "snapshots": Entry(Support.NO, "`NotSupported`, as the reference"),
         "namespaces": Entry(Support.NO),
+        "build": Entry(Support.PARTIAL, "sent to `/build` as on Docker; socktainer's support of it is unverified"),
     },
 }
 

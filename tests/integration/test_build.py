@@ -49,6 +49,7 @@ CMD ["sh", "-c", "echo $GREETING; cat /app/copy.txt"]
 """
     first = service.build_image(dockerfile, str(context), tags=[name])
     assert CACHED not in statuses(first)[2:]
+    service.collect_garbage()  # the image's labels keep its blobs and snapshots, as for a pulled image
     out = ctr("run", "--rm", name, unique_id).stdout
     assert out.splitlines() == ["hello", "version 1", "tool"]
 
@@ -172,6 +173,18 @@ def test_push_and_pull_back(service: Any, ctr: Any, registry: str, test_images: 
     pulled = service.pull_image(ref, PullImageOptions())
     assert pulled.id == built.digest
     assert ctr("run", "--rm", ref, unique_id).stdout == "version 1\n"
+
+
+def test_run_gets_a_network_only_with_net(service: Any, test_images: dict[str, str], context: Path,
+                                          name: str) -> None:
+    dockerfile = f"FROM {test_images['busybox']}\nRUN ip -o -4 addr show eth0 > /addr.txt && cat /addr.txt\n"
+    with pytest.raises(StepFailed):
+        service.build_image(dockerfile, str(context), tags=[name])
+    output: list[bytes] = []
+    service.build_image(dockerfile, str(context), tags=[name], net=True,
+                        on_output=lambda stream, data: output.append(data))
+    assert b"inet " in b"".join(output)
+    assert build_leftovers(service) == NOTHING
 
 
 # -- the magic, as a person sees it ----------------------------------------------------------------------
