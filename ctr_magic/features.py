@@ -84,6 +84,8 @@ class Build(Protocol):
     def build_image(self, dockerfile: str = "", context: str = ".", *, tags: Optional[list[str]] = None,
                     **options: Any) -> BuildResult: ...
 
+    def prune_build_cache(self) -> int: ...
+
 
 @dataclass(frozen=True)
 class Feature:

@@ -116,6 +116,12 @@ class DefaultService(
 
         return build_image(self, "containerd", dockerfile, context, tags=tags, **options)
 
+    def prune_build_cache(self) -> int:
+        """Drop the build cache of this namespace (its layers go with the next garbage collection)."""
+        from ..build.cache import BuildCache
+
+        return BuildCache(self, self.snapshotter).prune()
+
     def close(self) -> None:
         self.client.close()
 

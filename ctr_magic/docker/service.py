@@ -171,6 +171,11 @@ class DockerService:
 
         return build_image(self, "docker", dockerfile, context, tags=tags, **options)
 
+    def prune_build_cache(self) -> int:
+        """``POST /build/prune``: how many cache records the Engine dropped."""
+        resp = self.api.transport.request("POST", self.api._path("/build/prune"), what="pruning the build cache")
+        return len(resp.json().get("CachesDeleted") or [])
+
     def close(self) -> None:
         self.api.close()
 

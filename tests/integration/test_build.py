@@ -217,6 +217,13 @@ def test_cell_magic_shows_steps_and_output(environment: Any, namespace: str, tes
         out, _ = capsys.readouterr()
         assert "step 3/3 RUN cat /app.txt; echo warn >&2  CACHED" in out and "version 1" not in out
 
+        ip.run_line_magic("ctr", "build --prune")
+        out, _ = capsys.readouterr()
+        assert out.startswith("dropped ") and "build cache entr" in out
+        ip.run_cell_magic("ctr", f"build -t {name}", body)
+        out, _ = capsys.readouterr()
+        assert "version 1" in out  # nothing cached any more: the RUN ran again
+
         failing = f"FROM {test_images['busybox']}\nRUN exit 2\n"
         result = ip.run_cell_magic  # a failed build fails the cell with one line
         with pytest.raises(Exception) as cell:

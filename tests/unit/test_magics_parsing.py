@@ -78,6 +78,7 @@ GOOD = [
      "build", {"tag": ["me/app:1"], "context": "ctx", "file": "ctx/Other.Dockerfile", "build_arg": ["V=2", "W"],
                "no_cache": True, "net": True, "target": "t"}),
     ("build -t a -t b -q", "build", {"tag": ["a", "b"], "context": "", "quiet": True}),
+    ("build --prune", "build", {"prune": True}),
 ]  # fmt: skip
 
 

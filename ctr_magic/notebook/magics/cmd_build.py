@@ -72,6 +72,7 @@ class BuildDisplay:
 @argument("--target", default="", help="build up to this stage (FROM ... AS NAME)")
 @argument("--platform", default="", help="platform of the base images, e.g. linux/amd64")
 @argument("-q", "--quiet", action="store_true", help="no step lines or RUN output; a failure shows its last lines")
+@argument("--prune", action="store_true", help="drop the build cache (nothing is built)")
 def build(ctx: Context, args: Any) -> None:
     """Build an image; each step shows CACHED or its time, and RUN output streams into the cell.
 
@@ -83,6 +84,10 @@ def build(ctx: Context, args: Any) -> None:
     from ...build import StepFailed
     from ...features import Build, require
 
+    if args.prune:
+        dropped = require(ctx.service, Build, "%ctr build --prune").prune_build_cache()
+        ctx.say(f"dropped {dropped} build cache entr{'y' if dropped == 1 else 'ies'}")
+        return
     if not args.tag:
         raise InvalidArgument("%ctr build needs a name: -t NAME[:TAG]", hint="e.g. %%ctr build -t localhost/app:1")
     dockerfile = ctx.cell or ""
