@@ -217,6 +217,15 @@ def test_cell_magic_shows_steps_and_output(environment: Any, namespace: str, tes
         out, _ = capsys.readouterr()
         assert "step 3/3 RUN cat /app.txt; echo warn >&2  CACHED" in out and "version 1" not in out
 
+        (context / "Dockerfile").write_text(f"FROM {test_images['busybox']}\nCOPY tool.sh /\n")
+        (context / "Other.Dockerfile").write_text(f"FROM {test_images['busybox']}\nCOPY app.txt /other\n")
+        ip.run_line_magic("ctr", f"build -q -t {name} {context}")
+        out, _ = capsys.readouterr()
+        assert out.startswith(f"built {name} ") and "step 1/" not in out
+        ip.run_line_magic("ctr", f"build -t {name} . -f Other.Dockerfile")
+        out, _ = capsys.readouterr()
+        assert "step 2/2 COPY app.txt /other" in out
+
         ip.run_line_magic("ctr", "build --prune")
         out, _ = capsys.readouterr()
         assert out.startswith("dropped ") and "build cache entr" in out

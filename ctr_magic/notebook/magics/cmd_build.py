@@ -65,7 +65,7 @@ class BuildDisplay:
 @command("build", help="build an image from a Dockerfile (the cell, or CONTEXT/Dockerfile)", cell=CELL_OPTIONAL)
 @argument("context", nargs="?", default="", help="build context directory (default: the notebook's directory)")
 @argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name of the image (repeatable)")
-@argument("-f", "--file", default="", help="Dockerfile path, relative to CONTEXT (line form only)")
+@argument("-f", "--file", default="", help="the Dockerfile (line form only; default CONTEXT/Dockerfile)")
 @argument("--build-arg", action="append", default=[], metavar="KEY=VALUE", help="value of an ARG (repeatable)")
 @argument("--no-cache", action="store_true", help="run every step again instead of reusing cached layers")
 @argument("--net", action="store_true", help="RUN steps get a network (the project's CNI bridge)")
