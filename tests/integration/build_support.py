@@ -34,6 +34,9 @@ def apply_layer(tree: Tree, layer: bytes) -> None:
                 entry = ("dir", member.mode & 0o7777, member.uid, member.gid, "")
             elif member.issym():
                 entry = ("symlink", 0o777, member.uid, member.gid, member.linkname)
+            elif member.isfifo() or member.ischr() or member.isblk():
+                entry = ("special", member.mode & 0o7777, member.uid, member.gid,
+                         f"{member.type!r}:{member.devmajor}:{member.devminor}")
             elif member.islnk():
                 target = tree.get("/" + member.linkname.lstrip("./"))
                 entry = ("file", member.mode & 0o7777, member.uid, member.gid, target[4] if target else "")

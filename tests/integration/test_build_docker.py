@@ -36,6 +36,8 @@ COPY --from=builder /src/bin/ ./bin/
 COPY --chown=app config.ini notes/ ./etc/
 COPY --chown=1000:1000 *.md ./docs/
 RUN mkdir -p /var/lib/app && chown app:app /var/lib/app && ln -s /opt/app/etc/config.ini /etc/app.ini
+RUN rm /bin/yes && rm -rf /var/tmp && mkdir -m 1777 /var/tmp && touch /var/tmp/fresh \
+ && echo one > /opt/app/one && ln /opt/app/one /opt/app/one-again && mkfifo /opt/app/pipe
 USER app
 EXPOSE 8080 9000/udp
 ENTRYPOINT ["/bin/sh", "-c"]
@@ -100,8 +102,23 @@ def test_same_image_as_dockerd(service: Any, docker: DockerService, test_images:
         assert "\n".join(_diff(ours_tree, theirs_tree)) == ""
         assert runtime_fields(ours_config) == runtime_fields(theirs_config)
         assert ours_tree["/opt/app/data/out.txt"][1:4] == (0o640, 1000, 1000)  # a check the diff could miss
+        assert "/bin/yes" not in ours_tree and "/var/tmp/fresh" in ours_tree
     finally:
         docker.delete_image(theirs_ref)
+
+
+def test_upper_dir_layers_equal_the_diff_service(service: Any, test_images: dict[str, str], parity_context: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Layers read from overlay's upper directory hold what the Diff service would have written."""
+    args = {"BASE": test_images["busybox"]}
+    fast_ref = f"localhost/ctr-magic-test/upper:{secrets.token_hex(4)}"
+    service.build_image(PARITY_DOCKERFILE, str(parity_context), tags=[fast_ref], build_args=args, no_cache=True)
+    monkeypatch.setattr("ctr_magic.build.snapshots.maybe_upper_layer", lambda *a, **k: None)
+    slow_ref = f"localhost/ctr-magic-test/diff-service:{secrets.token_hex(4)}"
+    service.build_image(PARITY_DOCKERFILE, str(parity_context), tags=[slow_ref], build_args=args, no_cache=True)
+    fast_tree, _ = containerd_image(service, fast_ref)
+    slow_tree, _ = containerd_image(service, slow_ref)
+    assert "\n".join(_diff(fast_tree, slow_tree)) == ""
 
 
 def test_docker_backend_steps_cache_and_failure(docker: DockerService, test_images: dict[str, str],
