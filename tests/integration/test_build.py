@@ -54,7 +54,7 @@ CMD ["sh", "-c", "echo $GREETING; cat /app/copy.txt"]
     assert out.splitlines() == ["hello", "version 1", "tool"]
 
     again = service.build_image(dockerfile, str(context), tags=[name])
-    assert statuses(again)[1:] == [CACHED] * 5
+    assert statuses(again)[1:4] == [CACHED] * 3  # WORKDIR, COPY, RUN; ENV and CMD only change the config
     assert again.digest != "" and service.get_image(name).id == again.digest
 
     (context / "app.txt").write_text("version 2\n")  # invalidates COPY and everything after it
@@ -212,7 +212,7 @@ def test_cell_magic_shows_steps_and_output(environment: Any, namespace: str, tes
         assert lines[3] == "version 1"
         assert lines[4].startswith("step 3/3 RUN cat /app.txt; echo warn >&2  ")
         assert lines[5].startswith(f"built {name} sha256:")
-        assert err.strip() == "warn"
+        assert "warn" in err.splitlines()  # RUN stderr on the cell's stderr
         ip.run_cell_magic("ctr", f"build -t {name}", body)
         out, _ = capsys.readouterr()
         assert "step 3/3 RUN cat /app.txt; echo warn >&2  CACHED" in out and "version 1" not in out

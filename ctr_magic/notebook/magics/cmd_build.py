@@ -42,7 +42,7 @@ class BuildDisplay:
         if event.status == "started":
             self.pending = f"step {event.number}/{event.total} {event.text}"
             return
-        self._flush_output()
+        self.flush()
         self.pending = None
         if not self.quiet:
             sys.stdout.write(event.line() + "\n")
@@ -57,7 +57,7 @@ class BuildDisplay:
             self.pending = None
         self.sinks[stream](data)
 
-    def _flush_output(self) -> None:
+    def flush(self) -> None:
         for sink in self.sinks.values():
             sink.close()
 
@@ -105,7 +105,7 @@ def build(ctx: Context, args: Any) -> None:
                                      target=args.target, platform=args.platform, on_step=display.on_step,
                                      on_output=display.on_output)
     except StepFailed as exc:
-        display._flush_output()
+        display.flush()
         if args.quiet and exc.tail:
             sys.stderr.write("\n".join(exc.tail) + "\n")
             sys.stderr.flush()
