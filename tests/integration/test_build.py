@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import _thread
-import os
 import secrets
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from traitlets.config import Config
 from ctr_magic import errors
 from ctr_magic.build import StepFailed
 from ctr_magic.build.events import CACHED
+from ctr_magic.notebook.magics.failure import CellFailure
 from ctr_magic.types import DeleteImageOptions, PullImageOptions
 
 
@@ -190,9 +190,24 @@ def test_run_gets_a_network_only_with_net(service: Any, test_images: dict[str, s
 # -- the magic, as a person sees it ----------------------------------------------------------------------
 
 
-def test_cell_magic_shows_steps_and_output(environment: Any, namespace: str, test_images: dict[str, str],
-                                           context: Path, name: str, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+class _InterruptOn:
+    """Stands in for the cell's stdout; presses the stop button when *marker* is written."""
+
+    def __init__(self, stream: Any, marker: str) -> None:
+        self.stream, self.marker = stream, marker
+
+    def write(self, text: str) -> int:
+        if self.marker in text:
+            _thread.interrupt_main()
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def test_cell_magic_shows_steps_and_output(environment: Any, namespace: str, service: Any,
+                                           test_images: dict[str, str], context: Path, name: str,
+                                           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("CTR_MAGIC_HOME", environment.base_dir)
     monkeypatch.chdir(context)
     config = Config()
@@ -233,14 +248,18 @@ def test_cell_magic_shows_steps_and_output(environment: Any, namespace: str, tes
         out, _ = capsys.readouterr()
         assert "version 1" in out  # nothing cached any more: the RUN ran again
 
-        failing = f"FROM {test_images['busybox']}\nRUN exit 2\n"
-        result = ip.run_cell_magic  # a failed build fails the cell with one line
-        with pytest.raises(Exception) as cell:
-            result("ctr", f"build -t {name}", failing)
-        assert str(cell.value).endswith("step 2/2 `RUN exit 2` exited with code 2")
+        failing = f"FROM {test_images['busybox']}\nRUN echo compiling; exit 2\n"
+        with pytest.raises(CellFailure) as cell:  # a failed build fails the cell with one line
+            ip.run_cell_magic("ctr", f"build -t {name}", failing)
+        assert str(cell.value) == "%ctr build: step 2/2 `RUN echo compiling; exit 2` exited with code 2"
+        assert "compiling" in capsys.readouterr().out  # the step's output, above the error
+
+        monkeypatch.setattr(sys, "stdout", _InterruptOn(sys.stdout, "started"))
+        with pytest.raises(CellFailure) as cell:  # the stop button, while a RUN is running
+            ip.run_cell_magic("ctr", f"build -t {name}",
+                              f"FROM {test_images['busybox']}\nRUN echo started; sleep 120\n")
+        assert "interrupted" in str(cell.value)
+        assert build_leftovers(service) == NOTHING
     finally:
         ip.run_line_magic("unload_ext", "ctr_magic")
         ip.config.pop("CtrMagic", None)
-        sys.stdout.flush()
-        os.environ.pop("CTR_MAGIC_BACKEND", None)
-        _ = _thread

@@ -4,13 +4,16 @@ Also: the Docker backend's build_image streams steps, caches, and fails in one l
 
 from __future__ import annotations
 
+import io
 import secrets
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from build_support import containerd_image, docker_image, runtime_fields
+from tasks_support import wait_for
 
 from ctr_magic.build import StepFailed
 from ctr_magic.build.events import CACHED
@@ -35,6 +38,7 @@ COPY --from=builder --chown=app:app /src/out.txt ./data/
 COPY --from=builder /src/bin/ ./bin/
 COPY --chown=app config.ini notes/ ./etc/
 COPY --chown=1000:1000 *.md ./docs/
+ADD bundle.tar.gz /opt/bundle/
 RUN mkdir -p /var/lib/app && chown app:app /var/lib/app && ln -s /opt/app/etc/config.ini /etc/app.ini
 RUN rm /bin/yes && rm -rf /var/tmp && mkdir -m 1777 /var/tmp && touch /var/tmp/fresh \
  && echo one > /opt/app/one && ln /opt/app/one /opt/app/one-again && mkfifo /opt/app/pipe
@@ -77,7 +81,23 @@ def parity_context(tmp_path: Path) -> Path:
     (tmp_path / "CHANGES.md").write_text("# changes\n")
     (tmp_path / "ignored.md").write_text("ignored\n")
     (tmp_path / ".dockerignore").write_text("ignored.md\n")
+    _bundle(tmp_path / "bundle.tar.gz")
     return tmp_path
+
+
+def _bundle(path: Path) -> None:
+    """A gzipped tar with owners, a setuid mode, a directory and a symlink: ADD unpacks it."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, kind, mode, uid in (("lib", tarfile.DIRTYPE, 0o750, 1000), ("lib/run.sh", tarfile.REGTYPE, 0o4755, 0),
+                                      ("lib/data.txt", tarfile.REGTYPE, 0o640, 1000),
+                                      ("lib/current", tarfile.SYMTYPE, 0o777, 0)):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.uid, info.gid, info.mtime = kind, mode, uid, uid, 1_700_000_000
+            data = f"content of {name}\n".encode() if kind == tarfile.REGTYPE else b""
+            info.size = len(data)
+            if kind == tarfile.SYMTYPE:
+                info.linkname = "data.txt"
+            tar.addfile(info, io.BytesIO(data))
 
 
 def _diff(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
@@ -103,6 +123,7 @@ def test_same_image_as_dockerd(service: Any, docker: DockerService, test_images:
         assert runtime_fields(ours_config) == runtime_fields(theirs_config)
         assert ours_tree["/opt/app/data/out.txt"][1:4] == (0o640, 1000, 1000)  # a check the diff could miss
         assert "/bin/yes" not in ours_tree and "/var/tmp/fresh" in ours_tree
+        assert ours_tree["/opt/bundle/lib/run.sh"][1] == 0o4755
     finally:
         docker.delete_image(theirs_ref)
 
@@ -140,3 +161,18 @@ def test_docker_backend_steps_cache_and_failure(docker: DockerService, test_imag
         assert "bad" in failed.value.tail
     finally:
         docker.delete_image(ref)
+
+
+def test_docker_backend_interrupt_leaves_no_container(docker: DockerService, test_images: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    before = {c.id for c in docker.list_containers()}
+
+    def on_output(stream: str, data: bytes) -> None:
+        if b"started" in data:
+            raise KeyboardInterrupt  # the stop button: the connection closes, dockerd cancels the build
+
+    with pytest.raises(KeyboardInterrupt):
+        docker.build_image(f"FROM {test_images['busybox']}\nRUN echo started; sleep 120\n", str(tmp_path),
+                           tags=[f"localhost/ctr-magic-test/docker-int:{secrets.token_hex(3)}"], on_output=on_output)
+    wait_for(lambda: not {c.id for c in docker.list_containers()} - before, timeout=60,
+             what="dockerd to remove the cancelled build's container")
