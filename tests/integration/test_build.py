@@ -68,6 +68,24 @@ CMD ["sh", "-c", "echo $GREETING; cat /app/copy.txt"]
     assert build_leftovers(service) == NOTHING
 
 
+def test_a_rebuild_survives_garbage_collection_mid_build(service: Any, ctr: Any, test_images: dict[str, str],
+                                                        context: Path, name: str, unique_id: str) -> None:
+    """The same change made again lands on the snapshot of an earlier build that nothing references
+    any more (its image and cache entry are gone): the build's lease must hold it from then on."""
+    dockerfile = (f"FROM {test_images['busybox']}\nCOPY app.txt /a.txt\nRUN cat /a.txt > /b.txt\n"
+                  'CMD ["cat", "/b.txt"]\n')
+    service.build_image(dockerfile, str(context), tags=[name])
+    service.delete_image(name)
+    service.prune_build_cache()
+
+    def collect_after_copy(event: Any) -> None:
+        if event.text.startswith("COPY") and event.status == "done":
+            service.collect_garbage()
+
+    service.build_image(dockerfile, str(context), tags=[name], on_step=collect_after_copy)
+    assert ctr("run", "--rm", name, unique_id).stdout == "version 1\n"
+
+
 def test_dockerignore_and_build_args(service: Any, test_images: dict[str, str], context: Path, name: str) -> None:
     (context / "secret.txt").write_text("do not ship\n")
     (context / "logs").mkdir()
