@@ -63,8 +63,14 @@ def count_steps(stages: list[Stage]) -> int:
 
 def build_on_containerd(service: Any, dockerfile: str, context_dir: str, options: BuildOptions) -> BuildResult:
     """Build with ctr-magic's own builder on *service* (a DefaultService)."""
+    from ..reference import normalize
     from .containerd_builder import ContainerdBuilder
 
+    if not options.tags:
+        raise errors.InvalidArgument("build_image on containerd needs a name for the image",
+                                     hint="e.g. tags=['localhost/app:1'] (%ctr build -t NAME)")
+    for tag in options.tags:
+        normalize(tag)  # a bad name fails here, before anything is built
     df = parse(dockerfile)
     context = BuildContext(context_dir)
     stages = stages_to_build(df, options.target)

@@ -22,8 +22,8 @@ from ..constants import LABEL_SNAPSHOT_REF, MEDIA_OCI_LAYER
 from ..containerd.commit import diff_layer
 from ..containerd.imagestore import chain_ids
 from ..containerd.leases import Lease
-from ..hostmount import mount_all, unmount
 from ..containerd.pb import snapshots_pb2, snapshots_pb2_grpc
+from ..hostmount import mount_all, unmount
 from ..registry.manifests import Descriptor
 from ..types import MountInfo
 from .overlaydiff import maybe_upper_layer

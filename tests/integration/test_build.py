@@ -133,6 +133,10 @@ CMD ["/final/result.txt"]
     history = [h for h in config["history"] if not h.get("empty_layer")]
     assert len(history) == len(config["rootfs"]["diff_ids"])
 
+    first_stage = service.build_image(dockerfile, str(context), tags=[name], target="tools")
+    assert first_stage.steps[-1].number == 2
+    assert ctr("run", "--rm", name, unique_id + "t", "cat", "/out/result.txt").stdout == "made-in-stage-1\n"
+
 
 def test_failed_step_fails_in_one_line_and_leaves_nothing(service: Any, test_images: dict[str, str],
                                                           context: Path, name: str) -> None:
@@ -171,6 +175,7 @@ RUN echo started; sleep 120
     ("FROM busybox\nADD https://example.com/x.tgz /x\n", "remote URL"),
     ("RUN true\n", "Dockerfile line 1: RUN before the first FROM"),
     ("FROM busybox\nCOPY --owner=1 a b\n", "Dockerfile line 2: COPY does not take '--owner'"),
+    ("FROM busybox\nONBUILD RUN true\n", "Dockerfile line 2: ONBUILD is not supported"),
 ])
 def test_bad_dockerfile_lines(service: Any, context: Path, name: str, dockerfile: str, expected: str) -> None:
     images_before = {i.name for i in service.list_images()}
@@ -178,6 +183,14 @@ def test_bad_dockerfile_lines(service: Any, context: Path, name: str, dockerfile
         service.build_image(dockerfile, str(context), tags=[name])
     assert expected in str(bad.value) and "\n" not in str(bad.value)
     assert {i.name for i in service.list_images()} == images_before
+    assert build_leftovers(service) == NOTHING
+
+
+def test_a_name_is_needed_and_checked_first(service: Any, context: Path) -> None:
+    with pytest.raises(errors.InvalidArgument, match="needs a name"):
+        service.build_image("FROM busybox\n", str(context))
+    with pytest.raises(errors.InvalidArgument):
+        service.build_image("FROM busybox\n", str(context), tags=["Not A Name"])
     assert build_leftovers(service) == NOTHING
 
 
