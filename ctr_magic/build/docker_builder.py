@@ -69,13 +69,8 @@ class DockerBuilder:
             self.context.write_tar(tar, extra={DOCKERFILE_NAME: self.dockerfile.encode()})
             tar.seek(0)
             what = f"building {', '.join(self.options.tags) or 'an image'} on the Docker Engine"
-            with self.svc.api.transport.stream(
-                "POST", self.svc.api._path("/build"), params=self._params(), what=what, kind="image",
-                content=_chunks(tar), headers={"Content-Type": "application/x-tar"},
-            ) as resp:
-                for line in resp.iter_lines():
-                    if line.strip():
-                        self._event(line, what)
+            self.svc.api.image_build(self._params(), _chunks(tar), on_line=lambda line: self._event(line, what),
+                                     what=what)
         self._close_step(FAILED if not self.image_id else None)
         if not self.image_id:
             raise errors.CtrError(f"{what}: the Engine ended the build without an image id")

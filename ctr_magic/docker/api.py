@@ -150,6 +150,24 @@ class EngineAPI:
                           what=f"deleting image {name}", kind="image")
         return resp.json() if resp.content else []
 
+    def image_build(self, params: dict[str, Any], context: Iterator[bytes], *, on_line: Callable[[str], None],
+                    what: str) -> None:
+        """``POST /build`` with a tar'd context streamed as the body; each line of the answer to *on_line*."""
+        with self.transport.stream("POST", self._path("/build"), params=params, what=what, kind="image",
+                                   content=context, headers={"Content-Type": "application/x-tar"}) as resp:
+            for line in resp.iter_lines():
+                if line.strip():
+                    on_line(line)
+
+    def build_prune(self) -> JSON:
+        return self._call("POST", "/build/prune", what="pruning the build cache").json()
+
+    def image_save(self, name: str) -> bytes:
+        """``GET /images/{name}/get``: the image as a ``docker save`` tar."""
+        with self.transport.stream("GET", self._path(f"/images/{name}/get"), what=f"saving image {name}",
+                                   kind="image") as resp:
+            return resp.read()
+
     # -- containers -----------------------------------------------------------------------------------
     def container_create(self, name: str, body: JSON) -> JSON:
         return self._call("POST", "/containers/create", params={"name": name}, body=body,

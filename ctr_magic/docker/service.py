@@ -173,8 +173,7 @@ class DockerService:
 
     def prune_build_cache(self) -> int:
         """``POST /build/prune``: how many cache records the Engine dropped."""
-        resp = self.api.transport.request("POST", self.api._path("/build/prune"), what="pruning the build cache")
-        return len(resp.json().get("CachesDeleted") or [])
+        return len(self.api.build_prune().get("CachesDeleted") or [])
 
     def close(self) -> None:
         self.api.close()
