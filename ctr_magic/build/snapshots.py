@@ -22,7 +22,6 @@ from ..constants import LABEL_SNAPSHOT_REF, MEDIA_OCI_LAYER
 from ..containerd.commit import diff_layer
 from ..containerd.imagestore import chain_ids
 from ..containerd.leases import Lease
-from ..containerd.pb import snapshots_pb2, snapshots_pb2_grpc
 from ..hostmount import mount_all, unmount
 from ..registry.manifests import Descriptor
 from ..types import MountInfo
@@ -39,56 +38,44 @@ def _infos(mounts: Any) -> list[MountInfo]:
 
 
 class BuildSnapshots:
-    """Snapshot and layer operations of one build (see module docstring)."""
+    """Snapshot and layer operations of one build (see module docstring), through the service's
+    :class:`~ctr_magic.containerd.snapshotstore.SnapshotStore`, every call under the build's lease."""
 
     def __init__(self, service: Any, snapshotter: str, lease: str, build_id: str) -> None:
         self.svc = service
         self.client = service.client
+        self.store = service.snapshot_store
         self.snapshotter = snapshotter
         self.lease = lease
         self.build_id = build_id
-        self._stub = self.client.stub(snapshots_pb2_grpc.SnapshotsStub)
         self._count = 0
 
     def new_key(self, what: str) -> str:
         self._count += 1
         return f"{KEY_PREFIX}{self.build_id}-{self._count}-{what}"
 
-    def _call(self, method: str, request: Any, what: str) -> Any:
-        return self.client.call(getattr(self._stub, method), request, what=what, lease=self.lease)
-
     def exists(self, name: str) -> bool:
-        try:
-            self._call("Stat", snapshots_pb2.StatSnapshotRequest(snapshotter=self.snapshotter, key=name),
-                       f"snapshot {name}")
-        except errors.NotFound:
-            return False
-        return True
+        return self.store.exists(self.snapshotter, name, lease=self.lease)
 
     def prepare(self, key: str, parent: str) -> list[MountInfo]:
         try:
-            resp = self._call("Prepare", snapshots_pb2.PrepareSnapshotRequest(
-                snapshotter=self.snapshotter, key=key, parent=parent), f"preparing build snapshot {key}")
+            return _infos(self.store.prepare(self.snapshotter, key, parent, lease=self.lease,
+                                             what=f"preparing build snapshot {key}"))
         except BaseException:
             self.remove(key)  # an interrupted Prepare may have made it all the same
             raise
-        return _infos(resp.mounts)
 
     def view(self, key: str, parent: str) -> list[MountInfo]:
         try:
-            resp = self._call("View", snapshots_pb2.ViewSnapshotRequest(
-                snapshotter=self.snapshotter, key=key, parent=parent), f"viewing snapshot {parent}")
+            return _infos(self.store.view(self.snapshotter, key, parent, lease=self.lease,
+                                          what=f"viewing snapshot {parent}"))
         except BaseException:
             self.remove(key)
             raise
-        return _infos(resp.mounts)
 
     def remove(self, key: str) -> None:
         try:
-            self.client.call(self._stub.Remove, snapshots_pb2.RemoveSnapshotRequest(
-                snapshotter=self.snapshotter, key=key), what=f"removing build snapshot {key}", timeout=60.0)
-        except errors.NotFound:
-            pass
+            self.store.remove_if_present(self.snapshotter, key, what=f"removing build snapshot {key}", timeout=60.0)
         except errors.CtrError as exc:
             log.warning("could not remove build snapshot %s: %s", key, exc)
 
@@ -98,9 +85,8 @@ class BuildSnapshots:
         nothing else may reference it any more, and garbage collection could take it mid-build."""
         for _ in range(3):
             try:
-                self._call("Commit", snapshots_pb2.CommitSnapshotRequest(
-                    snapshotter=self.snapshotter, key=key, name=name, labels={LABEL_SNAPSHOT_REF: name}),
-                    f"committing build snapshot {key} as {name}")
+                self.store.commit(self.snapshotter, name, key, labels={LABEL_SNAPSHOT_REF: name}, lease=self.lease,
+                                  what=f"committing build snapshot {key} as {name}")
                 return
             except errors.AlreadyExists:
                 self.hold(name)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import _thread
+import contextlib
 import secrets
 import sys
 from pathlib import Path
@@ -184,6 +185,16 @@ def test_bad_dockerfile_lines(service: Any, context: Path, name: str, dockerfile
     assert expected in str(bad.value) and "\n" not in str(bad.value)
     assert {i.name for i in service.list_images()} == images_before
     assert build_leftovers(service) == NOTHING
+
+
+def test_base_pulled_without_unpacking_is_unpacked_by_the_build(service: Any, ctr: Any, test_images: dict[str, str],
+                                                                context: Path, name: str, unique_id: str) -> None:
+    base = test_images["layers"]
+    with contextlib.suppress(errors.NotFound):
+        service.delete_image(base, DeleteImageOptions(synchronous=True))
+    service.pull_image(base, PullImageOptions(unpack=False))
+    service.build_image(f"FROM {base}\nRUN cat /layer-4.txt > /seen.txt\n", str(context), tags=[name])
+    assert ctr("run", "--rm", name, unique_id, "cat", "/seen.txt").stdout == "layer 4\n"
 
 
 def test_a_name_is_needed_and_checked_first(service: Any, context: Path) -> None:
