@@ -10,6 +10,7 @@ everything else goes.
 
 from __future__ import annotations
 
+import copy
 import glob
 import json
 import logging
@@ -127,13 +128,8 @@ class ContainerdBuilder:
             self.svc.pull_image(ref, PullImageOptions(unpack=True, snapshotter=self.snapshotter,
                                                       platform=from_reference(platform_text, self.global_args)))
             resolved = self.svc.images.resolve(ref, platform)
-        top = resolved.top_chain_id
-        if top and not self.snaps.exists(top):
-            Unpacker(self.svc.client, self.snapshotter, lease=self.snaps.lease).unpack_all(
-                [Descriptor.from_dict(d) for d in resolved.layers], resolved.diff_ids, resolved.config_digest)
-        if top:
-            self.snaps.hold(top)
-        image = ImageState(dict(resolved.config), [Descriptor.from_dict(d) for d in resolved.layers])
+        top = self._unpacked(resolved)
+        image = ImageState(copy.deepcopy(resolved.config), [Descriptor.from_dict(d) for d in resolved.layers])
         image.config.setdefault("history", [])
         state = StageState.from_image(resolved.config, self.options.build_args, self.global_args)
         return StageResult(image, state, top, _base_key(resolved.manifest_digest))
@@ -152,18 +148,22 @@ class ContainerdBuilder:
             # A config-only step has nothing to cache: it shows its (tiny) time.
             self.reporter.step(self.number, text, DONE, time.monotonic() - started)
             return StageResult(prev.image, state, prev.chain, key)
-        key, sources = self._key(prev, action)
-        entry = None if self.options.no_cache else self.cache.lookup(key, self.snaps)
-        status = CACHED
-        if entry is None:
-            status = DONE
-            try:
+        try:
+            key, sources = self._key(prev, action)
+            entry = None if self.options.no_cache else self.cache.lookup(key, self.snaps)
+            status = CACHED
+            if entry is None:
+                status = DONE
                 entry = self._execute(text, prev, action, sources)
-            except BaseException:
-                self.reporter.step(self.number, text, FAILED, time.monotonic() - started)
-                raise
-            if entry is not None:
-                self.cache.store(key, entry)
+                if entry is not None:
+                    self.cache.store(key, entry)
+        except BaseException as exc:
+            self.reporter.step(self.number, text, FAILED, time.monotonic() - started)
+            if isinstance(exc, errors.CtrError) and not isinstance(exc, StepFailed):
+                # Name the step, as a failed RUN does: "step 3/7 `COPY app/ /srv/`: ... not found ..."
+                raise type(exc)(f"step {self.number}/{self.reporter.total} `{text}`: {exc.message}",
+                                hint=exc.hint) from None
+            raise
         if entry is None:  # nothing changed (WORKDIR of an existing directory)
             prev.image.add_history(history_entry(instr, now(), True))
         else:
@@ -197,10 +197,18 @@ class ContainerdBuilder:
         except errors.NotFound:
             self.svc.pull_image(ref, PullImageOptions(unpack=True, snapshotter=self.snapshotter))
             resolved = self.svc.images.resolve(ref)
-        if resolved.top_chain_id and not self.snaps.exists(resolved.top_chain_id):
+        return self._unpacked(resolved)
+
+    def _unpacked(self, resolved: Any) -> str:
+        """The image's top snapshot, held by the build's lease (unpacked first when it is not there)."""
+        top: str = resolved.top_chain_id
+        if not top:
+            return ""
+        self.snaps.hold(top)  # before looking, so garbage collection cannot take it in between
+        if not self.snaps.exists(top):
             Unpacker(self.svc.client, self.snapshotter, lease=self.snaps.lease).unpack_all(
                 [Descriptor.from_dict(d) for d in resolved.layers], resolved.diff_ids, resolved.config_digest)
-        return resolved.top_chain_id
+        return top
 
     def _execute(self, text: str, prev: StageResult, action: Any, sources: Any) -> Optional[CacheEntry]:
         with self.snaps.active(prev.chain, f"{self.number}") as (key, mounts):

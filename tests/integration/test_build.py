@@ -155,6 +155,17 @@ RUN echo never
         service.get_image(name)
 
 
+def test_a_missing_copy_source_names_the_step(service: Any, test_images: dict[str, str], context: Path,
+                                              name: str) -> None:
+    with pytest.raises(errors.NotFound) as missing:
+        service.build_image(f"FROM {test_images['busybox']}\nCOPY app.txt /\nCOPY nothere.txt /\n", str(context),
+                            tags=[name])
+    assert str(missing.value).startswith("step 3/3 `COPY nothere.txt /`: COPY: 'nothere.txt' not found in the build "
+                                         "context")
+    assert "\n" not in str(missing.value)
+    assert build_leftovers(service) == NOTHING
+
+
 def test_interrupt_stops_the_build_and_leaves_nothing(service: Any, test_images: dict[str, str],
                                                       context: Path, name: str) -> None:
     dockerfile = f"""FROM {test_images['busybox']}
@@ -260,7 +271,7 @@ def test_cell_magic_shows_steps_and_output(environment: Any, namespace: str, ser
         ip.run_line_magic("config", f"CtrMagic.socket = {environment.containerd_socket!r}")
         ip.run_line_magic("config", f"CtrMagic.namespace = {namespace!r}")
         body = f"FROM {test_images['busybox']}\nCOPY app.txt /\nRUN cat /app.txt; echo warn >&2\n"
-        ip.run_cell_magic("ctr", f"build -t {name}", body)
+        ip.run_cell_magic("ctr", f"build --no-cache -t {name}", body)  # whatever other tests left cached
         out, err = capsys.readouterr()
         lines = out.splitlines()
         assert lines[0].startswith("step 1/3 FROM ")
