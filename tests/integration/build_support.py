@@ -69,7 +69,8 @@ def docker_image(docker: Any, ref: str) -> tuple[Tree, dict[str, Any]]:
     return tree, config
 
 
-RUNTIME_FIELDS = ("Env", "Cmd", "Entrypoint", "User", "WorkingDir", "Labels", "ExposedPorts")
+RUNTIME_FIELDS = ("Env", "Cmd", "Entrypoint", "User", "WorkingDir", "Labels", "ExposedPorts", "Volumes", "StopSignal",
+                  "Healthcheck", "Shell")
 
 
 def runtime_fields(config: dict[str, Any]) -> dict[str, Any]:

@@ -42,8 +42,14 @@ ADD bundle.tar.gz /opt/bundle/
 RUN mkdir -p /var/lib/app && chown app:app /var/lib/app && ln -s /opt/app/etc/config.ini /etc/app.ini
 RUN rm /bin/yes && rm -rf /var/tmp && mkdir -m 1777 /var/tmp && touch /var/tmp/fresh \
  && echo one > /opt/app/one && ln /opt/app/one /opt/app/one-again && mkfifo /opt/app/pipe
+SHELL ["/bin/sh", "-ec"]
+RUN ["/bin/sh", "-c", "echo exec form > /opt/app/exec.txt"]
+RUN echo "shell form under SHELL" > /opt/app/shell.txt
 USER app
 EXPOSE 8080 9000/udp
+VOLUME /var/lib/app
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=30s --retries=2 CMD test -f /opt/app/data/out.txt
 ENTRYPOINT ["/bin/sh", "-c"]
 CMD ["cat /opt/app/data/out.txt"]
 """
