@@ -9,6 +9,7 @@ to name, only the config built so far (Env, WorkingDir, User) and the snapshot t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from ..containerd.fifo import FifoSet, pump
 from ..containerd.pb import containers_pb2, mount_pb2, tasks_pb2
 from ..containerd.rootfs import read_user_files
 from ..containerd.spec import build_spec, to_json_bytes
+from ..hosthelpers import apply_host_helpers
 from ..types import ContainerSpec, MountInfo, NetworkSetupRequest
 from .events import Reporter
 from .plan import RunAction
@@ -56,18 +58,22 @@ def drop_runtime_mountpoints(mounts: list[MountInfo], destinations: list[str]) -
     upper, lowers = _overlay_dirs(mounts)
     if not upper:
         return
-    for dest in destinations:
+    for dest in sorted(destinations, key=lambda d: -d.count("/")):  # deepest first: /etc/x before /etc
         rel = dest.strip("/")
-        if not rel or "/" in rel:
-            continue
-        path = os.path.join(upper, rel)
-        if not os.path.lexists(path) or any(os.path.lexists(os.path.join(lower, rel)) for lower in lowers):
-            continue
-        with contextlib.suppress(OSError):
-            if os.path.isdir(path) and not os.path.islink(path):
-                os.rmdir(path)  # only when empty
-            elif os.path.getsize(path) == 0:
-                os.remove(path)
+        while rel:
+            path = os.path.join(upper, rel)
+            if not os.path.lexists(path) or any(os.path.lexists(os.path.join(lower, rel)) for lower in lowers):
+                break
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    os.rmdir(path)  # only when empty
+                elif os.path.getsize(path) == 0:
+                    os.remove(path)
+                else:
+                    break
+            except OSError:
+                break
+            rel = os.path.dirname(rel)  # a parent runc made for it, when the image had none
 
 
 class RunStep:
@@ -84,8 +90,12 @@ class RunStep:
     def _spec(self, container_id: str, action: RunAction, mounts: list[MountInfo]) -> dict[str, Any]:
         rootfs = read_user_files(mounts, f"build step {container_id}")
         image_config = {"Env": action.env, "WorkingDir": action.workdir, "User": action.user}
+        container_spec = ContainerSpec(cmd=action.argv)
+        if self.net:  # with a network comes the host's DNS, as `%ctr run --net --host-dns` has it
+            container_spec = apply_host_helpers(dataclasses.replace(container_spec, host_dns=True),
+                                                self.svc.data_root())
         spec = build_spec(namespace=self.svc.namespace, container_id=container_id, image_config=image_config,
-                          container_spec=ContainerSpec(cmd=action.argv), rootfs=rootfs)
+                          container_spec=container_spec, rootfs=rootfs)
         spec["mounts"] = [m for m in spec["mounts"] if m["destination"] not in _DROPPED_MOUNTS]
         return spec
 

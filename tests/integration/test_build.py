@@ -234,9 +234,11 @@ def test_run_gets_a_network_only_with_net(service: Any, test_images: dict[str, s
     with pytest.raises(StepFailed):
         service.build_image(dockerfile, str(context), tags=[name])
     output: list[bytes] = []
-    service.build_image(dockerfile, str(context), tags=[name], net=True,
-                        on_output=lambda stream, data: output.append(data))
+    service.build_image(dockerfile + "RUN grep -q nameserver /etc/resolv.conf\n", str(context), tags=[name],
+                        net=True, on_output=lambda stream, data: output.append(data))
     assert b"inet " in b"".join(output)
+    tree, _ = containerd_image(service, name)
+    assert "/etc/resolv.conf" not in tree  # the host's DNS was mounted for the RUN, not left in the image
     assert build_leftovers(service) == NOTHING
 
 
