@@ -7,8 +7,8 @@ The parts, each with one job:
 - :mod:`.words` and :mod:`.plan` hold Docker's rules: variable expansion, what each instruction
   does to the image config, and the action (run, copy, make a directory) it needs;
 - :mod:`.context` is the build context: ``.dockerignore``, COPY sources, content hashes, the tar;
-- :mod:`.cache`, :mod:`.snapshots`, :mod:`.runstep`, :mod:`.copier` and :mod:`.image` are the
-  containerd side, put together by :mod:`.containerd_builder`;
+- :mod:`.cache`, :mod:`.snapshots`, :mod:`.overlaydiff`, :mod:`.runstep`, :mod:`.copier` and
+  :mod:`.image` are the containerd side, put together by :mod:`.containerd_builder`;
 - :mod:`.docker_builder` sends the context to the Engine API and turns its stream into steps.
 
 Both report through :mod:`.events` and fail with :class:`.failure.StepFailed` in one line.
