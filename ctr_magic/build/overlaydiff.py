@@ -29,6 +29,8 @@ from ..registry.manifests import Descriptor
 from ..types import MountInfo
 
 _OPAQUE_XATTR = "trusted.overlay.opaque"
+_OVERLAY_XATTRS = ("trusted.overlay.",)
+_PAX_XATTR = "SCHILY.xattr."
 _CHUNK = 1 << 20
 _KERNEL_FEATURES = ("/sys/module/overlay/parameters/redirect_dir", "/sys/module/overlay/parameters/metacopy")
 
@@ -73,7 +75,26 @@ def _info(path: str, name: str, st: os.stat_result) -> tarfile.TarInfo:
     info.uid, info.gid = st.st_uid, st.st_gid
     info.uname = info.gname = ""
     info.mtime = st.st_mtime
+    info.pax_headers = _xattrs(path)
     return info
+
+
+def _xattrs(path: str) -> dict[str, str]:
+    """Extended attributes as PAX records (file capabilities, ...), overlay's own left out."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    records = {}
+    for name in names:
+        if name.startswith(_OVERLAY_XATTRS):
+            continue
+        try:
+            value = os.getxattr(path, name, follow_symlinks=False)
+        except OSError:
+            continue
+        records[f"{_PAX_XATTR}{name}"] = value.decode("utf-8", "surrogateescape")
+    return records
 
 
 def _entries(upper: str) -> Iterator[tuple[str, str]]:
@@ -104,6 +125,7 @@ def write_upper_tar(upper: str, out: Any) -> None:
                 parent, _, base = name.rpartition("/")
                 whiteout = _info(path, f"{parent}/.wh.{base}" if parent else f".wh.{base}", st)
                 whiteout.mode = 0
+                whiteout.pax_headers = {}
                 tar.addfile(whiteout)
                 continue
             info = _info(path, name, st)
@@ -111,7 +133,9 @@ def write_upper_tar(upper: str, out: Any) -> None:
                 info.type = tarfile.DIRTYPE
                 tar.addfile(info)
                 if _opaque(path):
-                    tar.addfile(_info(path, f"{name}/.wh..wh..opq", st))
+                    marker = _info(path, f"{name}/.wh..wh..opq", st)
+                    marker.pax_headers = {}
+                    tar.addfile(marker)
             elif stat.S_ISLNK(mode):
                 info.type = tarfile.SYMTYPE
                 info.linkname = os.readlink(path)

@@ -91,3 +91,41 @@ def test_context_sources_and_hash(tmp_path: Path) -> None:
     before = ctx.content_hash(["a.txt"])
     (tmp_path / "a.txt").write_text("changed")
     assert BuildContext(str(tmp_path)).content_hash(["a.txt"]) != before
+
+
+def test_upper_dir_tar_whiteouts_opaque_links_and_xattrs(tmp_path: Path) -> None:
+    import io
+    import os
+    import tarfile
+
+    from ctr_magic.build.overlaydiff import write_upper_tar
+
+    upper = tmp_path / "upper"
+    (upper / "etc" / "new").mkdir(parents=True)
+    (upper / "etc" / "new" / "file").write_text("x")
+    os.link(upper / "etc" / "new" / "file", upper / "etc" / "again")
+    (upper / "etc" / "link").symlink_to("new/file")
+    whiteouts = os.geteuid() == 0
+    if whiteouts:
+        os.mknod(upper / "etc" / "gone", 0o600 | 0o020000, os.makedev(0, 0))  # overlay's whiteout
+        os.setxattr(upper / "etc" / "new", "trusted.overlay.opaque", b"y")
+    try:
+        os.setxattr(upper / "etc" / "new" / "file", "user.note", b"kept")
+        xattrs = True
+    except OSError:  # a filesystem without user xattrs
+        xattrs = False
+    out = io.BytesIO()
+    write_upper_tar(str(upper), out)
+    out.seek(0)
+    with tarfile.open(fileobj=out) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    # The first name of an inode carries the data, the second links to it.
+    assert members["etc/again"].isfile() and members["etc/new/file"].islnk()
+    assert members["etc/new/file"].linkname == "etc/again"
+    assert members["etc/link"].issym() and members["etc/link"].linkname == "new/file"
+    if whiteouts:
+        assert members["etc/.wh.gone"].isfile() and "etc/gone" not in members
+        assert "etc/new/.wh..wh..opq" in members
+        assert not any(k.startswith("SCHILY.xattr.trusted.overlay") for m in members.values() for k in m.pax_headers)
+    if xattrs:
+        assert members["etc/again"].pax_headers["SCHILY.xattr.user.note"] == "kept"
