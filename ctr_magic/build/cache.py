@@ -51,6 +51,7 @@ class BuildCache:
 
     def __init__(self, service: Any, snapshotter: str) -> None:
         self.client = service.client
+        self.content = service.content
         self.snapshotter = snapshotter
         self._stub = self.client.stub(leases_pb2_grpc.LeasesStub)
 
@@ -72,8 +73,8 @@ class BuildCache:
         # The build's lease keeps them even if the cache is pruned meanwhile.
         snapshots.hold(entry.chain)
         snapshots.hold_content(entry.layer.digest)
-        if not snapshots.exists(entry.chain):
-            return None
+        if not snapshots.exists(entry.chain) or not self.content.exists(entry.layer.digest):
+            return None  # an entry cut short (say, by an interrupt while it was recorded)
         return entry
 
     def store(self, key: str, entry: CacheEntry) -> None:
@@ -81,8 +82,11 @@ class BuildCache:
         self._delete(lease_id)
         labels = {LABEL_LEASE_PURPOSE: PURPOSE, _LAYER: entry.layer.digest, _MEDIA: entry.layer.media_type,
                   _SIZE: str(entry.layer.size), _DIFF_ID: entry.diff_id, _CHAIN: entry.chain}
-        self.client.call(self._stub.Create, leases_pb2.CreateRequest(id=lease_id, labels=labels),
-                         what=f"recording build cache entry {lease_id}")
+        try:
+            self.client.call(self._stub.Create, leases_pb2.CreateRequest(id=lease_id, labels=labels),
+                             what=f"recording build cache entry {lease_id}")
+        except errors.AlreadyExists:
+            return  # a build running at the same time recorded the same step
         for resource_id, kind in ((entry.layer.digest, "content"), (entry.chain, f"snapshots/{self.snapshotter}")):
             self.client.call(self._stub.AddResource, leases_pb2.AddResourceRequest(
                 id=lease_id, resource=leases_pb2.Resource(id=resource_id, type=kind)),
