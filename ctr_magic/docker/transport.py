@@ -74,11 +74,15 @@ class Transport:
         body: Any = None,
         timeout: Any = _UNSET,
         ok: tuple[int, ...] = (),
+        content: Any = None,
+        headers: Optional[dict[str, str]] = None,
     ) -> httpx.Response:
-        """Send one request; a status >= 400 not listed in *ok* raises the mapped CtrError."""
+        """Send one request (a JSON *body*, or raw *content*: bytes or an iterator of them); a status
+        >= 400 not listed in *ok* raises the mapped CtrError."""
         self._check_open()
         with self._mapped_errors(what):
-            resp = self._client.request(method, path, params=params, json=body, timeout=self._timeout(timeout))
+            resp = self._client.request(method, path, params=params, json=body, content=content, headers=headers,
+                                        timeout=self._timeout(timeout))
         if resp.status_code >= 400 and resp.status_code not in ok:
             raise error_for(resp.status_code, message_of(resp.content), what=what, kind=kind)
         return resp

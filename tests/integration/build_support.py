@@ -62,7 +62,9 @@ def containerd_image(service: Any, ref: str) -> tuple[Tree, dict[str, Any]]:
 
 def docker_image(docker: Any, ref: str) -> tuple[Tree, dict[str, Any]]:
     """(file tree, config document) of an image in dockerd, read from ``docker save``."""
-    with tarfile.open(fileobj=io.BytesIO(docker.api.image_save(ref))) as tar:
+    with docker.api.images_get([ref]) as chunks:
+        data = b"".join(chunks)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         manifest = json.loads(tar.extractfile("manifest.json").read())[0]  # type: ignore[union-attr]
         config = json.loads(tar.extractfile(manifest["Config"]).read())  # type: ignore[union-attr]
         tree = flatten(tar.extractfile(p).read() for p in manifest["Layers"])  # type: ignore[union-attr]

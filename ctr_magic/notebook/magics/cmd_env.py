@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ... import features
 from ...connect import BACKENDS
 from ...constants import BACKEND_CONTAINERD, BACKEND_DOCKER, DEFAULT_NAMESPACE, ENV_BACKEND, ENV_NAMESPACE
 from ...errors import InvalidArgument
@@ -82,12 +83,25 @@ def up(ctx: Context, args: Any) -> Any:
         magic.socket = info.dockerd_socket
     elif backend == BACKEND_CONTAINERD:
         magic.socket = info.containerd_socket
-    version = ctx.service.version()
-    ctx.say(
-        f"{'started' if started else 'using'} containerd {getattr(version, 'version', version)} "
-        f"at {info.containerd_socket}; registry {info.registry_addr}"
-    )
+    ctx.say(_up_line(ctx, info, started))
     return info
+
+
+def _up_line(ctx: Context, info: Any, started: bool) -> str:
+    """What `%ctr up` started or found, in the session's backend's own terms (the daemon it talks to)."""
+    service = ctx.service
+    version = features.require(service, features.DaemonFacts, "%ctr up").version()
+    number = getattr(version, "version", version)
+    verb = "started" if started else "using"
+    backend = getattr(service, "backend", BACKEND_CONTAINERD)
+    if backend == BACKEND_CONTAINERD:
+        return f"{verb} containerd {number} at {info.containerd_socket}; registry {info.registry_addr}"
+    if backend == BACKEND_DOCKER:
+        socket = getattr(service, "socket_path", "") or info.dockerd_socket
+        return (f"{verb} dockerd {number} at {socket} (on the private containerd at {info.containerd_socket}); "
+                f"registry {info.registry_addr}")
+    return (f"{verb} the private containerd at {info.containerd_socket} and registry {info.registry_addr}; "
+            f"the session's {backend} backend is {number} at {getattr(service, 'socket_path', '') or '?'}")
 
 
 @command("down", help="stop the private environment this session started")
@@ -120,7 +134,7 @@ def status(ctx: Context, args: Any) -> Any:
 @command("version", help="the daemon's version")
 def version(ctx: Context, args: Any) -> None:
     """Ask the connected daemon for its version."""
-    v = ctx.service.version()
+    v = features.require(ctx.service, features.DaemonFacts, "%ctr version").version()
     ctx.say(f"{getattr(ctx.service, 'backend', 'daemon')} {getattr(v, 'version', v)}"
             + (f" ({v.revision})" if getattr(v, "revision", "") else ""))
 
@@ -154,12 +168,7 @@ def lock(ctx: Context, args: Any) -> Any:
 
 
 def _namespaced_service(ctx: Context) -> Any:
-    service = ctx.service
-    if not hasattr(service, "delete_namespace"):
-        from ...errors import NotSupported
-
-        raise NotSupported(f"the {getattr(service, 'backend', 'current')} backend has no namespaces")
-    return service
+    return features.require(ctx.service, features.Namespaces, f"%ctr {ctx.command}")
 
 
 @command("ns ls", help="the containerd namespaces")
