@@ -129,6 +129,45 @@ class Copying(Protocol):
                           progress: Optional[Callable[[int, int], None]] = None) -> int: ...
 
 
+# -- cluster features (the swarm backend) -----------------------------------------------------------
+
+
+@runtime_checkable
+class ClusterServices(Protocol):
+    def create_service(self, req: Any, *, wait: bool = True, timeout: float = 300.0,
+                       progress: Optional[Callable[[Any], None]] = None) -> Any: ...
+
+    def service_tasks(self, service: str = "", *, all: bool = True) -> list[Any]: ...
+
+    def services(self) -> list[Any]: ...
+
+    def remove_service(self, service: str, *, wait: bool = True, timeout: float = 120.0) -> None: ...
+
+    def pin_image(self, ref: str) -> tuple[str, str]: ...
+
+
+@runtime_checkable
+class ClusterNodes(Protocol):
+    def nodes(self) -> list[Any]: ...
+
+    def add_node_endpoint(self, spec: str) -> tuple[str, str]: ...
+
+
+@runtime_checkable
+class Scaling(Protocol):
+    def scale(self, service: str, replicas: int, *, wait: bool = True, timeout: float = 300.0,
+              progress: Optional[Callable[[Any], None]] = None) -> Any: ...
+
+
+@runtime_checkable
+class RollingUpdates(Protocol):
+    def update_service(self, service: str, *, image: str = "", env: Optional[list[str]] = None, wait: bool = True,
+                       timeout: float = 300.0, progress: Optional[Callable[[Any], None]] = None) -> Any: ...
+
+
+_CLUSTER_WAY_OUT = "use a Swarm manager: `%ctr use swarm --socket MANAGER` (or `%ctr up --swarm 3`)"
+
+
 @dataclass(frozen=True)
 class Feature:
     """A declared feature: its Protocol, what it is called, and the way out when a backend lacks it.
@@ -177,6 +216,10 @@ FEATURES: tuple[Feature, ...] = (
             commands=("build",), notes=(("containerd", "ctr-magic's own builder on snapshots"),
                                         ("docker", "`POST /build`"),
                                         ("apple", "`POST /build`; unverified on socktainer"))),
+    Feature(ClusterServices, "services with replicas", _CLUSTER_WAY_OUT),
+    Feature(ClusterNodes, "cluster nodes", _CLUSTER_WAY_OUT),
+    Feature(Scaling, "scaling services", _CLUSTER_WAY_OUT),
+    Feature(RollingUpdates, "rolling updates", _CLUSTER_WAY_OUT),
 )
 
 _FeatureT = TypeVar("_FeatureT")
@@ -223,6 +266,8 @@ __all__ = [
     "Attaching",
     "Build",
     "Checkpoints",
+    "ClusterNodes",
+    "ClusterServices",
     "Committing",
     "ContainerAddresses",
     "Copying",
@@ -233,6 +278,8 @@ __all__ = [
     "Logs",
     "Namespaces",
     "Pushing",
+    "RollingUpdates",
+    "Scaling",
     "Signals",
     "SnapshotRemoval",
     "Tagging",

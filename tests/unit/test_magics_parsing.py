@@ -85,6 +85,17 @@ GOOD = [
                "no_cache": True, "net": True, "target": "t"}),
     ("build -t a -t b -q", "build", {"tag": ["a", "b"], "context": "", "quiet": True}),
     ("build --prune", "build", {"prune": True}),
+    ("use swarm --socket /run/m.sock --node node2=/run/n2.sock --node node3=tcp://10.0.0.3:2375", "use",
+     {"backend": "swarm", "node": ["node2=/run/n2.sock", "node3=tcp://10.0.0.3:2375"]}),
+    ("up --swarm 3", "up", {"swarm": 3}),
+    ("run --replicas 6 --constraint node.labels.zone==a --constraint node.role!=manager --reserve-cpus 0.5 "
+     "--reserve-memory 64m --limit-cpus 1 --limit-memory 128m -d --name web busybox sleep 9", "run",
+     {"replicas": 6, "constraint": ["node.labels.zone==a", "node.role!=manager"], "reserve_cpus": "0.5",
+      "reserve_memory": "64m", "limit_cpus": "1", "limit_memory": "128m", "detach": True, "cmd": ["sleep", "9"]}),
+    ("nodes", "nodes", {}),
+    ("scale web=3 db=0 -d", "scale", {"targets": ["web=3", "db=0"], "detach": True}),
+    ("update web --image busybox:2 -e MODE=fast -e OLD- -d", "update",
+     {"service": "web", "image": "busybox:2", "env": ["MODE=fast", "OLD-"], "detach": True}),
 ]  # fmt: skip
 
 

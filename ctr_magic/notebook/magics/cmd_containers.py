@@ -28,6 +28,8 @@ from .context import Context
 from .failure import redact
 from .parsing import CELL_OPTIONAL, argument, command
 from .streams import TextSink
+from .swarm import cluster_options, is_cluster, run_service
+from .swarm import tasks_frame as cluster_tasks_frame
 
 HELP_ORDER = 30  # place of these commands in the %ctr --help overview
 
@@ -157,6 +159,7 @@ def create(ctx: Context, args: Any) -> None:
           help="feed the cell body to the container's stdin (%%ctr run -i IMAGE ...)")
 @argument("--stdin", default="", metavar="NAME", help="feed the variable NAME (str, bytes or a file) to stdin")
 @argument("-t", "--tty", action="store_true", help="give the process a terminal (output comes as one stream)")
+@cluster_options
 @container_options
 def run(ctx: Context, args: Any) -> None:
     """Create and start a container.
@@ -170,6 +173,8 @@ def run(ctx: Context, args: Any) -> None:
         raise InvalidArgument("--rm and -d cannot be combined", hint="drop -d to wait, or --rm to keep it")
     stdin = _run_stdin(ctx, args)
     req = build_request(args)
+    if args.replicas is not None or is_cluster(ctx):
+        return run_service(ctx, args, req)
     req.spec.tty = args.tty
     req.spec.stdin = stdin is not None
     if args.detach:
@@ -301,6 +306,8 @@ def ps(ctx: Context, args: Any) -> Any:
 
     labels = argtypes.parse_labels(args.label, allow_bare=True)
     service = ctx.service
+    if is_cluster(ctx):
+        return cluster_tasks_frame(ctx, all=args.all, labels=labels)
     if labels:
         key, value = next(iter(labels.items()))
         containers = service.list_containers_by_label(key, value)
