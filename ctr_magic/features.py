@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, Optional, Protocol, TypeVar, Union, 
 from .errors import NotSupported
 
 if TYPE_CHECKING:
+    from .limits import ResourceLimits
     from .types import ImageInfo, LayerProgress, SnapshotCommitResult, SnapshotInfo
 
 
@@ -78,6 +79,18 @@ class Namespaces(Protocol):
     def delete_namespace(self, name: str = "") -> None: ...
 
 
+@runtime_checkable
+class ResourceUpdates(Protocol):
+    def update_container(self, container_id: str, limits: ResourceLimits) -> None: ...
+
+
+@runtime_checkable
+class OomReports(Protocol):
+    def oom_killed(self, container_id: str) -> bool: ...
+
+    def memory_limit(self, container_id: str) -> int: ...
+
+
 @dataclass(frozen=True)
 class Feature:
     """A declared feature: its Protocol, what it is called, and the way out when a backend lacks it."""
@@ -97,6 +110,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature(Logs, "container logs", "use the containerd or Docker backend"),
     Feature(Signals, "signals and waits", "use the containerd or Docker backend"),
     Feature(Namespaces, "namespaces", "namespaces need the containerd backend: `%ctr use containerd`"),
+    Feature(ResourceUpdates, "changing the limits of a running container",
+            "use the containerd or Docker backend, or recreate the container with the new limits"),
+    Feature(OomReports, "out-of-memory reports", "use the containerd or Docker backend"),
 )
 
 _FeatureT = TypeVar("_FeatureT")
@@ -136,7 +152,9 @@ __all__ = [
     "ImageArchives",
     "Logs",
     "Namespaces",
+    "OomReports",
     "Pushing",
+    "ResourceUpdates",
     "Signals",
     "SnapshotRemoval",
     "Tagging",

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Optional
 
+from .limits import ResourceLimits
+
 
 class TaskStatus(enum.IntEnum):
     UNKNOWN = 0
@@ -71,6 +73,7 @@ class ContainerSpec:
     hostname: str = ""
     host_dns: bool = False
     host_timezone: bool = False
+    limits: ResourceLimits = field(default_factory=ResourceLimits)  # memory, CPU, pids, shm, rlimits, read-only
 
 
 @dataclass

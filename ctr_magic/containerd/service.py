@@ -10,6 +10,7 @@ from google.protobuf import empty_pb2
 
 from ..constants import DEFAULT_NAMESPACE, DEFAULT_SOCKET_PATH
 from ..errors import FailedPrecondition
+from ..limits import ResourceLimits
 from .client import ContainerdClient
 from .containers import ContainersMixin
 from .exec import ExecMixin
@@ -17,6 +18,7 @@ from .images import ImagesMixin
 from .leases import Lease
 from .network import NetworkMixin
 from .pb import introspection_pb2, introspection_pb2_grpc, namespace_pb2, namespace_pb2_grpc, version_pb2_grpc
+from .resources import ResourceControl
 from .snapshots import SnapshotsMixin
 from .tasks import TasksMixin
 
@@ -105,6 +107,18 @@ class DefaultService(
             out.append(PluginInfo(plugin.type, plugin.id, "error" if error else "ok", list(plugin.requires),
                                   error))
         return out
+
+    # -- resource limits (features.ResourceUpdates, features.OomReports) -----------------------------
+    def update_container(self, container_id: str, limits: ResourceLimits) -> None:
+        """New memory/CPU/pids limits for a running container (``Tasks.Update``), kept for its next start."""
+        ResourceControl(self).update(container_id, limits)
+
+    def oom_killed(self, container_id: str) -> bool:
+        """True when the OOM killer took a process of the container's task (ask before deleting the task)."""
+        return ResourceControl(self).oom_killed(container_id)
+
+    def memory_limit(self, container_id: str) -> int:
+        return ResourceControl(self).memory_limit(container_id)
 
     def close(self) -> None:
         self.client.close()

@@ -23,6 +23,7 @@ from ..types import (
     TaskStatus,
 )
 from . import argtypes, imageref
+from .cmd_limits import limit_options, limits_from, oom_reason
 from .context import Context
 from .failure import redact
 from .parsing import argument, command
@@ -56,6 +57,7 @@ def container_options(func: Any) -> Any:
         argument("--host-tz", action="store_true", help="use the host's time zone"),
         argument("--from", dest="from_snapshot", default="", metavar="SNAPSHOT",
                  help="start from a committed snapshot (a %ctr checkpoint version) instead of the image"),
+        limit_options,
         argument("image", help="image reference (pulled when absent; a lock file pins it)"),
         argument("cmd", nargs=argparse.REMAINDER, help="command and arguments (default: the image's)"),
     ]  # fmt: skip
@@ -91,6 +93,7 @@ def build_request(args: Any) -> CreateContainerRequest:
         hostname=args.hostname,
         host_dns=args.host_dns,
         host_timezone=args.host_tz,
+        limits=limits_from(args),
     )
     return CreateContainerRequest(id=name, image_ref=args.image, labels=argtypes.parse_labels(args.label), spec=spec)
 
@@ -156,11 +159,11 @@ def shown(args: list[str], limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def report_exit(ctx: Context, what: str, code: int, check: bool) -> None:
-    """A non-zero exit: one red line, or a failed cell with ``--check``."""
+def report_exit(ctx: Context, what: str, code: int, check: bool, *, reason: str = "") -> None:
+    """A non-zero exit: one red line, or a failed cell with ``--check``; *reason* says why (an OOM kill)."""
     if code == 0:
         return
-    message = f"{what} exited with code {code}"
+    message = f"{what} {reason}, exit code {code}" if reason else f"{what} exited with code {code}"
     if check:
         raise CommandFailed(message, code)
     ctx.warn(f"%ctr {ctx.command}: {message}")
@@ -205,13 +208,14 @@ def run(ctx: Context, args: Any) -> None:
         return
     try:
         code = _follow_until_exit(ctx, container_id)
+        reason = oom_reason(ctx, container_id, code)  # before --rm deletes the task and its cgroup
     except KeyboardInterrupt:
         _stop_now(ctx, container_id)
         raise Interrupted(f"interrupted: killed {container_id}" + (" and removed it" if args.rm else "")) from None
     finally:
         if args.rm:
             _discard(ctx, container_id, network=args.net)
-    report_exit(ctx, container_id, code, args.check)
+    report_exit(ctx, container_id, code, args.check, reason=reason)
 
 
 def stream_logs(ctx: Context, container_id: str, *, follow: bool) -> None:

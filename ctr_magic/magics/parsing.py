@@ -117,7 +117,7 @@ def commands() -> dict[tuple[str, ...], Command]:
 
 def _load_command_modules() -> None:
     # Importing the modules registers their commands.
-    from . import cmd_containers, cmd_env, cmd_exec, cmd_images, cmd_network, cmd_snapshots  # noqa: F401
+    from . import cmd_containers, cmd_env, cmd_exec, cmd_images, cmd_limits, cmd_network, cmd_py, cmd_snapshots  # noqa: F401  # noqa: F401
 
 
 def _common() -> argparse.ArgumentParser:
@@ -176,7 +176,7 @@ def parser() -> argparse.ArgumentParser:
 _ORDER = (
     "use up down status version "
     "pull images rmi tag import export push "
-    "run create start exec logs ps tasks inspect stop kill rm "
+    "run create start exec py logs ps tasks inspect update stop kill rm "
     "snapshots checkpoint checkpoints commit mount umount net lock"
 ).split()
 
