@@ -22,8 +22,20 @@ from .parsing import CELL_OPTIONAL, argument, command
 from .streams import TextSink
 
 FORMATS = ("pickle", "arrow", "json")
-#: The main process of a container started for Python cells: python itself, idle, stopping on SIGTERM.
-KEEPALIVE = "import signal,sys;signal.signal(signal.SIGTERM,lambda *a:sys.exit(0));signal.pause()"
+#: The main process of a container started for Python cells: python itself, idle, reaping orphans
+#: (what an interrupted cell left), stopping on SIGTERM.
+KEEPALIVE = """import os, signal, sys
+def reap(*_):
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+signal.signal(signal.SIGCHLD, reap)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+while True:
+    signal.pause()
+"""
 
 
 def _names(text: str, option: str) -> list[str]:

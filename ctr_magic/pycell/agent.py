@@ -22,6 +22,7 @@ import select
 import signal
 import sys
 import threading
+import time
 import traceback
 
 wire = sys.modules["ctr_magic_wire"]
@@ -96,8 +97,17 @@ class Agent:
                 with self.state_lock:
                     if self.running:
                         signal.pthread_kill(self.main_thread, signal.SIGINT)
+                        cell = self.cells
+                        threading.Timer(STUCK_AFTER, self.unstick, args=(cell,)).start()
                 continue
             self.inbox.put((kind, payload))
+
+    def unstick(self, cell):
+        """The interrupted cell still runs (blocked in os.system, say): end what it started."""
+        with self.state_lock:
+            if self.running and self.cells == cell:
+                kill_descendants()
+                signal.pthread_kill(self.main_thread, signal.SIGINT)
 
     def next_frame(self):
         while True:
@@ -212,6 +222,8 @@ class Agent:
 
 _MISSING = object()
 LOCAL = {}
+#: Seconds after an interrupt before the processes an unresponsive cell started are killed.
+STUCK_AFTER = 2.0
 
 
 def kill_descendants():
@@ -236,6 +248,13 @@ def kill_descendants():
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+    for _ in range(100):  # reap our own children, so no zombie stays listed
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.01)
 
 
 def main():

@@ -339,7 +339,8 @@ def _column(values, arrays):
     if all(m or isinstance(v, str) for v, m in zip(items, mask)):
         text = numpy.array(["" if m else v for v, m in zip(items, mask)], dtype=str)
         arrays.extend([_npy(text), _npy(mask)])
-        return {"kind": "strings", "dtype": "string" if name.startswith("string") else name}
+        na = "none" if all(v is None for v, m in zip(items, mask) if m) else "nan"
+        return {"kind": "strings", "dtype": "string" if name.startswith("string") else name, "na": na}
     raise CannotCross("column of " + name + " values that are not all strings")
 
 
@@ -394,7 +395,7 @@ def _rebuild(meta, arrays):
             return pandas.Series(values).mask(mask)
     dtype = meta["dtype"]
     objects = numpy.array(values, dtype=object)
-    objects[mask] = None
+    objects[mask] = None if meta.get("na") == "none" else float("nan")
     if dtype in ("string", "str"):
         try:
             return pandas.Series(objects, dtype=dtype)
