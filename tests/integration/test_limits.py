@@ -63,7 +63,7 @@ def test_memory_past_the_limit_is_oom_killed_and_reported(shell: Any, backend: B
                                        "dd if=/dev/zero of=/dev/null bs=64M count=1")
     assert result.success, out + err
     assert f"oom-{backend.name} killed: out of memory (limit 16 MiB), exit code 137" in err
-    result, out, _ = run_cell(shell, f"%ctr run --rm --check --memory 16m $BUSYBOX -- "
+    result, out, _ = run_cell(shell, "%ctr run --rm --check --memory 16m $BUSYBOX -- "
                                      "dd if=/dev/zero of=/dev/null bs=64M count=1")
     assert "killed: out of memory (limit 16 MiB), exit code 137" in failure_line(result, out)
     assert result.error_in_exec.exit_code == 137
