@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ("01-quickstart.ipynb", "02-data-science.ipynb")
-ALL_NOTEBOOKS = (*NOTEBOOKS, "03-snapshots-and-reproducibility.ipynb")
+ALL_NOTEBOOKS = (*NOTEBOOKS, "03-snapshots-and-reproducibility.ipynb", "04-python-in-containers.ipynb")
 
 log = logging.getLogger("demo")
 

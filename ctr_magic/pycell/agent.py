@@ -264,10 +264,11 @@ def main():
     signal.signal(signal.SIGINT, signal.default_int_handler)
     writer = wire.FrameWriter(os.fdopen(os.dup(1), "wb", buffering=0))
     pumps = [OutputPump(1, wire.STDOUT, writer), OutputPump(2, wire.STDERR, writer)]
+    # Whole lines reach the notebook as they are printed (flush=True sends a partial one).
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace",
-                                  line_buffering=True, write_through=True)
+                                  line_buffering=True)
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="replace",
-                                  line_buffering=True, write_through=True)
+                                  line_buffering=True)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)  # the cell cannot read the protocol: its stdin is empty
     os.close(devnull)
