@@ -146,8 +146,11 @@ def py(ctx: Context, args: Any) -> Any:
     inputs = {name: _lookup(ctx, name) for name in _names(args.inputs, "--in")}
     outputs = _names(args.outputs, "--out")
     code, mode = _code(ctx, args)
-    container_id, temporary = _target(ctx, args)
     agents = ctx.session.agents()
+    if not args.keep and not args.fresh and agents.live(args.target, ctx.service):
+        container_id, temporary = args.target, False  # a live agent means a running container: no lookups
+    else:
+        container_id, temporary = _target(ctx, args)
     out, err = TextSink("stdout"), TextSink("stderr")
     try:
         if args.fresh:

@@ -30,6 +30,11 @@ class AgentPool:
             self._agents[container_id] = agent
         return agent, replaced
 
+    def live(self, container_id: str, service: Any) -> bool:
+        """True when *container_id* has a running agent on *service* (so the container runs too)."""
+        agent = self._agents.get(container_id)
+        return agent is not None and agent.alive and agent.service is service
+
     def drop(self, container_id: str) -> None:
         agent = self._agents.pop(container_id, None)
         if agent is not None:

@@ -248,9 +248,7 @@ def decode(codec, meta, data, allow_pickle=True):
         frame = pandas.read_json(io.StringIO(bytes(data).decode()), orient="table")
         return frame.iloc[:, 0] if meta.get("series") else frame
     if codec == "npy":
-        import numpy
-
-        array = numpy.load(io.BytesIO(data), allow_pickle=False)
+        array = load_npy(memoryview(data))
         return array[()] if meta.get("scalar") else array
     if codec == "arrow":
         return _arrow_decode(meta, data)
@@ -305,7 +303,7 @@ def _npy(array):
 
     buf = io.BytesIO()
     numpy.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
+    return buf.getbuffer()
 
 
 def _column(values, arrays):
@@ -404,15 +402,36 @@ def _rebuild(meta, arrays):
     return pandas.Series(objects, dtype=object)
 
 
-def _columns_decode(meta, data):
+def load_npy(view):
+    """An array from .npy bytes without copying them (the array is a view of *view*); never unpickles."""
     import numpy
+    from numpy.lib import format as npy_format
+
+    head = io.BytesIO(bytes(view[:4096]))
+    version = npy_format.read_magic(head)
+    if version == (1, 0):
+        shape, fortran, dtype = npy_format.read_array_header_1_0(head)
+    elif version == (2, 0):
+        shape, fortran, dtype = npy_format.read_array_header_2_0(head)
+    else:
+        return numpy.load(io.BytesIO(view), allow_pickle=False)
+    if dtype.hasobject:
+        raise CannotCross("an array of Python objects needs pickle")
+    count = 1
+    for dim in shape:
+        count *= dim
+    array = numpy.frombuffer(view, dtype=dtype, count=count, offset=head.tell())
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def _columns_decode(meta, data):
     import pandas
 
     blobs = []
     offset = 0
     view = memoryview(data)
     for size in meta["sizes"]:
-        blobs.append(numpy.load(io.BytesIO(view[offset:offset + size]), allow_pickle=False))
+        blobs.append(load_npy(view[offset:offset + size]))
         offset += size
     arrays = iter(blobs)
     series_list = [_rebuild(column, arrays) for column in meta["columns"]]
@@ -422,7 +441,7 @@ def _columns_decode(meta, data):
     else:
         index = pandas.Index(_rebuild(index_meta, arrays))
     index.name = index_meta["name"]
-    frame = pandas.concat([s.reset_index(drop=True) for s in series_list], axis=1) if series_list \
+    frame = pandas.DataFrame({i: s.reset_index(drop=True) for i, s in enumerate(series_list)}) if series_list \
         else pandas.DataFrame(index=range(len(index)))
     frame.columns = [column["name"] for column in meta["columns"]]
     frame.index = index
