@@ -92,6 +92,7 @@ class PythonAgent:
         self.service = service
         self.container_id = container_id
         self.python = python
+        self.interrupt_grace = INTERRUPT_GRACE
         self._events: queue.Queue[tuple[str, Any, Any]] = queue.Queue()
         self._stderr_tail = bytearray()
         self._closed = False
@@ -226,7 +227,7 @@ class PythonAgent:
         bound, and return the *outputs*. Output goes to *stdout* / *stderr* as it arrives.
 
         Ctrl-C raises KeyboardInterrupt inside the cell; what the cell started is killed, the agent
-        and its state stay. An agent that does not stop within :data:`INTERRUPT_GRACE` is killed.
+        and its state stay. An agent that does not stop within ``interrupt_grace`` seconds is killed.
         """
         if fmt not in wire.FORMATS:
             raise errors.InvalidArgument(f"--format {fmt!r} is not one of {', '.join(wire.FORMATS)}")
@@ -259,7 +260,7 @@ class PythonAgent:
         with contextlib.suppress(Exception):
             wire.FrameWriter(self.session.stdin).send(wire.INTERRUPT)
         try:
-            self._collect(sinks, fmt, collected, state, deadline=time.monotonic() + INTERRUPT_GRACE)
+            self._collect(sinks, fmt, collected, state, deadline=time.monotonic() + self.interrupt_grace)
         except (KeyboardInterrupt, AgentGone):
             state["done"] = False
         if not state["done"]:

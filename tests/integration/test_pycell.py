@@ -245,3 +245,27 @@ def test_interrupt_raises_inside_and_leaves_no_process(shell: Any, backend: Back
     assert set(backend.process_names(box)) == {"sleep", "python3"}  # the init and agents, nothing the cell started
     ok(shell, f"kept = %ctr py {box} -- survivor")
     assert shell.user_ns["kept"] == "still here"
+
+
+def test_a_cell_that_ignores_the_interrupt_loses_its_agent(shell: Any, backend: Backend, box: str) -> None:
+    from ctr_magic.magics import CtrMagic
+
+    magic = next(c for c in shell.configurables if isinstance(c, CtrMagic))
+    ok(shell, f"%%ctr py {box} --fresh\nbefore = 1")
+    agent, _ = magic.session.agents().get(magic.session.service, box)
+    agent.interrupt_grace = 4.0
+
+    def on_write(text: str) -> None:
+        if "deaf" in text:
+            _thread.interrupt_main()
+
+    cell = (f"%%ctr py {box}\nimport signal, subprocess, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "child = subprocess.Popen(['sleep', '300'])\nprint('deaf', flush=True)\ntime.sleep(300)")  # fmt: skip
+    result, out, _ = run_cell(shell, cell, stdout=Tee(on_write))
+    line = failure_line(result, out.replace("deaf\n", ""), errors.Interrupted)
+    assert "did not stop; its Python agent was killed" in line
+    wait_for(lambda: set(backend.process_names(box)) <= {"sleep", "python3"}
+             and backend.process_names(box).count("sleep") == 1, timeout=15)  # fmt: skip
+    result, out, err = run_cell(shell, f"%ctr py {box} -- 'before' in globals()")
+    assert result.success and "had ended; this one starts empty" in err
+    assert shell.user_ns["_"] is False
