@@ -269,3 +269,25 @@ def test_a_cell_that_ignores_the_interrupt_loses_its_agent(shell: Any, backend: 
     result, out, err = run_cell(shell, f"%ctr py {box} -- 'before' in globals()")
     assert result.success and "had ended; this one starts empty" in err
     assert shell.user_ns["_"] is False
+
+
+def test_in_a_real_kernel_output_lands_on_its_streams(backend: Backend, box: str) -> None:
+    """What the notebook shows: IOPub stream messages (stderr apart, red in Jupyter) and one error line."""
+    import re
+
+    import nbclient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    settings = (f"%config CtrMagic.backend = {backend.name!r}\n%config CtrMagic.socket = {backend.socket!r}\n"
+                f"%config CtrMagic.namespace = {backend.namespace!r}\n%config CtrMagic.progress = 'none'")
+    nb = new_notebook(cells=[
+        new_code_cell("%load_ext ctr_magic\n" + settings),
+        new_code_cell(f"%%ctr py {box}\nimport sys\nprint('to stdout')\nprint('to stderr', file=sys.stderr)"),
+        new_code_cell(f"%%ctr py {box}\nraise ValueError('bad value')", metadata={"tags": ["raises-exception"]}),
+    ])  # fmt: skip
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", record_timing=False).execute()
+    streams = {(o.name, o.text) for o in nb.cells[1].outputs if o.output_type == "stream"}
+    assert streams == {("stdout", "to stdout\n"), ("stderr", "to stderr\n")}
+    [error] = nb.cells[2].outputs
+    assert error.output_type == "error" and error.ename == "RemoteError" and len(error.traceback) == 1
+    assert re.sub(r"\x1b\[[0-9;]*m", "", error.traceback[0]) == "RemoteError: %ctr py: ValueError: bad value"
