@@ -1,7 +1,7 @@
 """``python -m bench [name ...]``: start a private environment, run the benchmarks, print ratios.
 
 Each ``bench/bench_*.py`` module exposes ``run(env) -> list[Comparison]`` where *env* is the
-:class:`ctr_magic.daemon.EnvironmentInfo` of a private containerd + registry started for this run.
+:class:`ctr_magic.env.EnvironmentInfo` of a private containerd + registry started for this run.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench/results/latest.txt", help="where to save the report")
     args = parser.parse_args(argv)
 
-    from ctr_magic.daemon import Environment
+    from ctr_magic.env import Environment
 
     modules = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.startswith("bench_"))
     wanted = [m for m in modules if not args.names or m.removeprefix("bench_") in args.names]

@@ -20,9 +20,9 @@ import tempfile
 from typing import Any
 
 from ctr_magic import errors
-from ctr_magic.daemon import Environment, EnvironmentInfo
 from ctr_magic.docker.service import DockerService
-from ctr_magic.imagebuild import publish_test_images
+from ctr_magic.env import Environment, EnvironmentInfo
+from ctr_magic.testimages import publish_test_images
 from ctr_magic.types import ContainerSpec, CreateContainerRequest, DeleteContainerOptions, ExecTaskRequest
 
 from .runner import Comparison, Discard, interleave, timed

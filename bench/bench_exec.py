@@ -21,8 +21,8 @@ import tempfile
 import time
 
 from ctr_magic.containerd.service import DefaultService
-from ctr_magic.daemon import EnvironmentInfo, find_binary
-from ctr_magic.imagebuild import publish_test_images
+from ctr_magic.env import EnvironmentInfo, find_binary
+from ctr_magic.testimages import publish_test_images
 from ctr_magic.types import (
     ContainerSpec,
     CreateContainerRequest,

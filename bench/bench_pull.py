@@ -14,8 +14,8 @@ from ctr_magic.containerd.leases import Lease
 from ctr_magic.containerd.pb import content_pb2, content_pb2_grpc, snapshots_pb2, snapshots_pb2_grpc
 from ctr_magic.containerd.service import DefaultService
 from ctr_magic.containerd.unpack import Unpacker
-from ctr_magic.daemon import EnvironmentInfo, find_binary
-from ctr_magic.imagebuild import large_random_image, publish
+from ctr_magic.env import EnvironmentInfo, find_binary
+from ctr_magic.testimages import large_random_image, publish
 from ctr_magic.types import DeleteImageOptions
 
 from .runner import Comparison, interleave, timed

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ctr_magic.daemon import Environment, EnvironmentInfo, default_base_dir
 from ctr_magic.debian_image import ensure_debian_image
+from ctr_magic.env import Environment, EnvironmentInfo, default_base_dir
 from ctr_magic.types import ContainerSpec, CreateContainerRequest, DeleteContainerOptions
 
 from .runner import Comparison, interleave, timed

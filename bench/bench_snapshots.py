@@ -18,8 +18,8 @@ from pathlib import Path
 from ctr_magic.containerd.mounts import mount_snapshot
 from ctr_magic.containerd.network import write_default_network_config
 from ctr_magic.containerd.service import DefaultService
-from ctr_magic.daemon import EnvironmentInfo, cni_bin_dir, find_binary
-from ctr_magic.imagebuild import publish_test_images
+from ctr_magic.env import EnvironmentInfo, cni_bin_dir, find_binary
+from ctr_magic.testimages import publish_test_images
 from ctr_magic.types import ContainerSpec, CreateContainerRequest, DeleteContainerOptions, NetworkSetupRequest
 
 from .runner import Comparison, interleave, timed

@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# Imported here, not lazily: importing the submodule ``ctr_magic.connect`` (the notebook layer does)
+# would otherwise leave the module, not the function, as ``ctr_magic.connect``. It is cheap.
+from .connect import connect
 from .constants import (
     BACKEND_APPLE,
     BACKEND_CONTAINERD,
@@ -35,7 +38,6 @@ from .types import __all__ as _types_all
 __version__ = "0.1.0"
 
 _LAZY = {
-    "connect": ("ctr_magic.connect", "connect"),
     "DefaultService": ("ctr_magic.containerd.service", "DefaultService"),
     "DefaultClientFactory": ("ctr_magic.containerd.client", "DefaultClientFactory"),
     "ContainerdClient": ("ctr_magic.containerd.client", "ContainerdClient"),
@@ -60,13 +62,13 @@ def __getattr__(name: str) -> Any:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from .magics import load_ipython_extension as _load
+    from .notebook.magics import load_ipython_extension as _load
 
     _load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .magics import unload_ipython_extension as _unload
+    from .notebook.magics import unload_ipython_extension as _unload
 
     _unload(ipython)
 
@@ -88,6 +90,7 @@ __all__ = [
     "TaskStopTimeout",
     "Unauthorized",
     "Unavailable",
+    "connect",
     *_LAZY,
     *_types_all,
 ]

@@ -39,6 +39,7 @@ from .constants import DEFAULT_STOP_TIMEOUT, SOCKTAINER_BINARY, SOCKTAINER_SOCKE
 from .docker.api import EngineAPI
 from .docker.convert import task_status
 from .docker.service import KILL_WAIT, LIVE_STATUSES, DockerService, signal_name
+from .logtail import log_tail
 from .service import SERVICE_METHODS
 from .types import DeleteContainerOptions, DeleteTaskOptions, StopTaskOptions
 
@@ -161,7 +162,7 @@ class SocktainerSupervisor:
             if self.process.poll() is not None:
                 raise errors.Unavailable(
                     f"socktainer exited with status {self.process.returncode} during start-up",
-                    hint=f"see {self._log_path()}: {_tail(self._log_path())}",
+                    hint=f"see {self._log_path()}: {log_tail(self._log_path(), 5, missing='')}",
                 )
             try:
                 if self.api.ping(timeout=_PING_TIMEOUT):
@@ -197,17 +198,6 @@ class SocktainerSupervisor:
         with self._lock:
             self.closed = True
             self._stop_process()
-
-
-def _tail(path: str, lines: int = 5) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 4096))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
 
 
 class AppleService(DockerService):

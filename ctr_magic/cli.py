@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from ctr_magic import errors
-from ctr_magic.daemon import Environment, EnvironmentInfo, default_base_dir
+from ctr_magic.env import Environment, EnvironmentInfo, default_base_dir
 
 EXIT_OK = 0
 EXIT_ERROR = 1

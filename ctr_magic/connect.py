@@ -29,7 +29,7 @@ def default_containerd_socket() -> str:
     if env:
         return env
     try:
-        from .daemon import Environment
+        from .env import Environment
 
         info = Environment().status()
         if info is not None:

@@ -2,7 +2,7 @@
 
 ``ensure_debian_image(registry_addr)`` returns a reference in the local registry; the first call
 runs ``debootstrap --variant=minbase --include=python3-pandas bookworm`` against the machine's
-apt mirror, packs the root filesystem into an OCI layout (ctr_magic.imagebuild) and pushes it.
+apt mirror, packs the root filesystem into an OCI layout (ctr_magic.ocilayout) and pushes it.
 The layout is cached under ``$CTR_MAGIC_HOME/cache`` by a key of suite, packages and
 architecture, so later calls (and later runs on a reused machine) only push it again, or do
 nothing when the registry has it already.
@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Optional
 
 from . import errors
-from .imagebuild import DEFAULT_PATH, Dir, Entry, ImageConfig, OCILayout, StreamFile, Symlink, host_platform, publish
+from .layertree import Dir, Entry, StreamFile, Symlink
+from .ocilayout import DEFAULT_PATH, ImageConfig, OCILayout
+from .platforms import host_platform
+from .testimages.publish import publish
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ class DebianImage:
 
 
 def _home() -> Path:
-    from .daemon import default_base_dir  # reads $CTR_MAGIC_HOME
+    from .env import default_base_dir  # reads $CTR_MAGIC_HOME
 
     return default_base_dir()
 
@@ -125,7 +128,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _debootstrap(target: Path, suite: str, packages: Sequence[str], mirror: str) -> None:
-    from .daemon import find_binary
+    from .env import find_binary
 
     binary = find_binary("debootstrap")
     if os.geteuid() != 0:
@@ -153,7 +156,7 @@ def _prune(root: Path) -> None:
 
 
 def rootfs_tree(root: Path) -> dict[str, Entry]:
-    """The directory as an imagebuild tree (hard links become copies; device nodes are skipped:
+    """The directory as a layer tree (hard links become copies; device nodes are skipped:
     the runtime provides /dev)."""
     tree: dict[str, Entry] = {}
     skipped = 0
@@ -223,7 +226,7 @@ def ensure_debian_image(
 ) -> DebianImage:
     """The Debian image in ``registry_addr`` (built and cached on first use); see the module doc."""
     started = time.monotonic()
-    key = cache_key(suite, packages, host_platform()["architecture"])
+    key = cache_key(suite, packages, host_platform().architecture)
     cache_dir = Path(cache_root) if cache_root is not None else _home() / "cache"
     entry = cache_dir / f"debian-{suite}-{key}"
     layout_dir = entry / "layout"

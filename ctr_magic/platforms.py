@@ -33,6 +33,13 @@ class Platform:
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
+    def to_oci(self) -> dict[str, str]:
+        """The OCI ``platform`` object (``variant`` only when there is one)."""
+        out = {"os": self.os, "architecture": self.architecture}
+        if self.variant:
+            out["variant"] = self.variant
+        return out
+
     def matches(self, other: dict[str, Any]) -> bool:
         """Does an OCI ``platform`` object (from an index entry or config) fit this platform?"""
         if other.get("os", "") != self.os:

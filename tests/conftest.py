@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional
 import pytest
 
 if TYPE_CHECKING:
-    from ctr_magic.daemon import Environment
+    from ctr_magic.env import Environment
 
 _saved: dict[str, object] = {}
 
@@ -23,7 +23,7 @@ _saved: dict[str, object] = {}
 def _shared_environment() -> Optional[Environment]:
     """The environment notebooks use (``$CTR_MAGIC_HOME``); None where it cannot even be described."""
     try:
-        from ctr_magic.daemon import Environment
+        from ctr_magic.env import Environment
 
         return Environment()
     except Exception:

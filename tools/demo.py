@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.notebooks or list(ALL_NOTEBOOKS if args.update_notebooks else NOTEBOOKS)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     sys.path.insert(0, str(ROOT))
-    from ctr_magic.daemon import Environment
+    from ctr_magic.env import Environment
 
     env = Environment()  # $CTR_MAGIC_HOME, else /var/lib/ctr-magic
     already = env.status() is not None

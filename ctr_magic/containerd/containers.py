@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Optional
 
-from google.protobuf import any_pb2, field_mask_pb2
+from google.protobuf import any_pb2
 
 from .. import errors
 from ..atomicfile import write_text_atomic
@@ -23,7 +23,6 @@ from ..constants import (
     CONTAINER_RESOLV_CONF_NAME,
     CREATE_LEASE_EXPIRY_SECONDS,
     DEFAULT_RUNTIME,
-    LABEL_GC_ROOT,
     LABEL_IMAGE_NAME,
     LABEL_STOP_SIGNAL,
     RUNC_OPTIONS_TYPE_URL,
@@ -40,11 +39,12 @@ from ..types import (
     RuntimeInfo,
 )
 from .convert import to_datetime
-from .imagestore import ResolvedImage
+from .imagestore import ImageStore, ResolvedImage
 from .leases import Lease
-from .pb import containers_pb2, snapshots_pb2, task_pb2
+from .network import NetworkPart
+from .pb import containers_pb2, task_pb2
 from .rootfs import read_user_files
-from .runtime_base import RuntimeBase, check_id
+from .runtime_base import Runtime, check_id
 from .spec import NoRootfs, build_spec, resolv_conf_text, to_json_bytes
 from .task_events import quote_filter
 
@@ -70,13 +70,6 @@ def label_filter(key: str, value: str) -> str:
     """containerd's filter for a label: ``labels."k"=="v"``, or presence only when *value* is empty."""
     selector = f"labels.{quote_filter(key)}"
     return f"{selector}=={quote_filter(value)}" if value else selector
-
-
-def gc_root_labels(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
-    """containerd's ``gc.root`` label (now), plus *extra*: keeps a snapshot nothing else refers to."""
-    labels = {LABEL_GC_ROOT: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    labels.update(extra or {})
-    return labels
 
 
 def _already_exists(container_id: str, namespace: str) -> errors.AlreadyExists:
@@ -113,8 +106,23 @@ class _Undo:
         self._steps.clear()
 
 
-class ContainersMixin(RuntimeBase):
-    """create / get / list / list_by_label / delete of the Service contract."""
+class ContainersPart:
+    """create / get / list / list_by_label / delete of the Service contract.
+
+    Pulls missing images through *pull* (the images part's ``pull_image``) and asks *network*
+    for addresses and to detach a deleted container.
+    """
+
+    def __init__(self, runtime: Runtime, images: ImageStore, network: NetworkPart,
+                 pull: Callable[[str, PullImageOptions], Any]) -> None:
+        self.runtime = runtime
+        self.client = runtime.client
+        self.containers_stub = runtime.containers_stub
+        self.snapshots = runtime.snapshots
+        self.images = images
+        self.network = network
+        self.pull = pull
+        self._resolved: dict[tuple[str, str], ResolvedImage] = {}  # (name, digest) -> manifest and config
 
     # -- create ------------------------------------------------------------------------------------
     def create_container(self, req: CreateContainerRequest) -> ContainerInfo:
@@ -124,18 +132,18 @@ class ContainersMixin(RuntimeBase):
         check_id(req.id)
         if not req.image_ref:
             raise errors.InvalidArgument(f"container {req.id!r}: image_ref is empty", hint="e.g. busybox:latest")
-        snapshotter = req.snapshotter or self.snapshotter
-        self._check_new_container(req.id)
-        image = self._image_for_container(req.image_ref, snapshotter)
-        return self._create(req, image, snapshotter, req.snapshot_id or req.id, explicit=bool(req.snapshotter))
+        snapshotter = req.snapshotter or self.runtime.snapshotter
+        self.check_new_container(req.id)
+        image = self.image_for_container(req.image_ref, snapshotter)
+        return self.build(req, image, snapshotter, req.snapshot_id or req.id, explicit=bool(req.snapshotter))
 
-    def _check_new_container(self, container_id: str) -> None:
+    def check_new_container(self, container_id: str) -> None:
         """InvalidArgument for a bad id, AlreadyExists for a taken one."""
         check_id(container_id)
-        if self.container_exists(container_id):
-            raise _already_exists(container_id, self.namespace)
+        if self.runtime.container_exists(container_id):
+            raise _already_exists(container_id, self.runtime.namespace)
 
-    def _image_for_container(self, ref: str, snapshotter: str) -> ResolvedImage:
+    def image_for_container(self, ref: str, snapshotter: str) -> ResolvedImage:
         """The image, pulled (and unpacked into *snapshotter*) when absent."""
         try:
             return self._resolve_image(ref)
@@ -148,7 +156,7 @@ class ContainersMixin(RuntimeBase):
         """images.resolve, with manifest and config remembered per image digest (content never changes)."""
         record = self.images.find_record(ref)
         key = (record.name, record.target.digest)
-        cache: dict[tuple[str, str], ResolvedImage] = self.__dict__.setdefault("_ctr_resolved_images", {})
+        cache = self._resolved
         hit = cache.get(key)
         if hit is None:
             hit = self.images.resolve(record.name)
@@ -158,42 +166,9 @@ class ContainersMixin(RuntimeBase):
         return hit
 
     def _pull_for_container(self, ref: str, snapshotter: str) -> None:
-        pull = getattr(self, "pull_image", None)
-        if pull is None:
-            raise errors.NotFound(f"image {ref!r} is not in namespace {self.namespace!r}",
-                                  hint="pull it first (ctr images pull)")
-        pull(ref, PullImageOptions(unpack=True, snapshotter=snapshotter))
+        self.pull(ref, PullImageOptions(unpack=True, snapshotter=snapshotter))
 
-    def _snapshot_exists(self, snapshotter: str, key: str) -> bool:
-        try:
-            self.client.call(self.snapshots_stub.Stat,
-                             snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter, key=key),
-                             what=f"snapshot {key} in {snapshotter}")
-        except errors.NotFound:
-            return False
-        return True
-
-    def _remove_snapshot(self, snapshotter: str, key: str) -> None:
-        try:
-            self.client.call(self.snapshots_stub.Remove,
-                             snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key),
-                             what=f"removing snapshot {key} from {snapshotter}")
-        except errors.NotFound:
-            pass
-
-    def _keep_snapshot(self, snapshotter: str, key: str) -> None:
-        """Mark the snapshot as a GC root, as ``ctr snapshots prepare`` does, so it outlives its container."""
-        request = snapshots_pb2.UpdateSnapshotRequest(
-            snapshotter=snapshotter,
-            info=snapshots_pb2.Info(name=key, labels=gc_root_labels()),
-            update_mask=field_mask_pb2.FieldMask(paths=[f"labels.{LABEL_GC_ROOT}"]),
-        )
-        try:
-            self.client.call(self.snapshots_stub.Update, request, what=f"keeping snapshot {key} in {snapshotter}")
-        except errors.NotFound:
-            pass
-
-    def _create(self, req: CreateContainerRequest, image: ResolvedImage, snapshotter: str, key: str, *,
+    def build(self, req: CreateContainerRequest, image: ResolvedImage, snapshotter: str, key: str, *,
                 explicit: bool = False, existing: Optional[ExistingSnapshot] = None) -> ContainerInfo:
         """The one way a container is made: lease, root snapshot, spec, record; all undone on failure.
 
@@ -210,12 +185,12 @@ class ContainersMixin(RuntimeBase):
             elif existing.committed:
                 mounts = self._prepare_snapshot(snapshotter, key, existing.key, lease.id, undo)
             else:
-                mounts = self.snapshot_mount_list(snapshotter, key)
+                mounts = self.runtime.snapshot_mount_list(snapshotter, key)
             peek = existing is not None or image.top_chain_id  # an image without layers has no files to read
             rootfs = read_user_files(mounts, f"container {req.id}") if peek else NoRootfs()
             spec_in = self._with_host_files(req.id, spec_in, undo)
             resolv = self._write_resolv_conf(req.id, spec_in.dns, undo) if spec_in.dns else ""
-            spec = build_spec(namespace=self.namespace, container_id=req.id, image_config=image.runtime_config,
+            spec = build_spec(namespace=self.runtime.namespace, container_id=req.id, image_config=image.runtime_config,
                               container_spec=spec_in, rootfs=rootfs, resolv_conf_path=resolv, image_name=image.name)
             record = self._create_record(req, image, spec, snapshotter, key, lease.id, undo)
         except BaseException:
@@ -234,9 +209,9 @@ class ContainersMixin(RuntimeBase):
 
         With an explicit snapshotter an existing snapshot *key* is replaced.
         """
-        if explicit and self._snapshot_exists(snapshotter, key):
+        if explicit and self.snapshots.exists(snapshotter, key):
             log.info("replacing snapshot %s in %s", key, snapshotter)
-            self._remove_snapshot(snapshotter, key)
+            self.snapshots.remove_if_present(snapshotter, key)
         parent = image.top_chain_id
         try:
             return self._prepare_snapshot(snapshotter, key, parent, lease, undo)
@@ -257,31 +232,30 @@ class ContainersMixin(RuntimeBase):
                                   f"(no snapshot {parent})") from None
 
     def _prepare_snapshot(self, snapshotter: str, key: str, parent: str, lease: str, undo: _Undo) -> list[Any]:
-        request = snapshots_pb2.PrepareSnapshotRequest(snapshotter=snapshotter, key=key, parent=parent)
         try:
-            resp = self.client.call(self.snapshots_stub.Prepare, request, lease=lease,
-                                    what=f"preparing snapshot {key} in {snapshotter}")
+            mounts = self.snapshots.prepare(snapshotter, key, parent, lease=lease,
+                                            what=f"preparing snapshot {key} in {snapshotter}")
         except errors.AlreadyExists:
             raise errors.AlreadyExists(f"snapshot {key!r} already exists in snapshotter {snapshotter!r}",
                                        hint="choose another snapshot_id, or remove that snapshot") from None
         except BaseException:
             # Interrupted or failed: the daemon may still have made it; it is ours either way.
-            undo.add(f"snapshot {key}", lambda: self._remove_snapshot(snapshotter, key))
+            undo.add(f"snapshot {key}", lambda: self.snapshots.remove_if_present(snapshotter, key))
             raise
-        undo.add(f"snapshot {key}", lambda: self._remove_snapshot(snapshotter, key))
-        return list(resp.mounts)
+        undo.add(f"snapshot {key}", lambda: self.snapshots.remove_if_present(snapshotter, key))
+        return mounts
 
     def _with_host_files(self, container_id: str, spec_in: ContainerSpec, undo: _Undo) -> ContainerSpec:
         if not (spec_in.host_dns or spec_in.host_timezone):
             return spec_in
-        directory = self.container_dir(container_id)
-        undo.add(f"directory {directory}", lambda: self.remove_container_dir(container_id))
+        directory = self.runtime.container_dir(container_id)
+        undo.add(f"directory {directory}", lambda: self.runtime.remove_container_dir(container_id))
         return apply_host_helpers(spec_in, directory)
 
     def _write_resolv_conf(self, container_id: str, nameservers: list[str], undo: _Undo) -> str:
         text = resolv_conf_text(nameservers)
-        directory = self.container_dir(container_id)
-        undo.add(f"directory {directory}", lambda: self.remove_container_dir(container_id))
+        directory = self.runtime.container_dir(container_id)
+        undo.add(f"directory {directory}", lambda: self.runtime.remove_container_dir(container_id))
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, CONTAINER_RESOLV_CONF_NAME)
         write_text_atomic(path, text)
@@ -308,16 +282,16 @@ class ContainersMixin(RuntimeBase):
             resp = self.client.call(self.containers_stub.Create, containers_pb2.CreateContainerRequest(
                 container=record), lease=lease, what=f"creating container {req.id}")
         except errors.AlreadyExists:
-            raise _already_exists(req.id, self.namespace) from None
+            raise _already_exists(req.id, self.runtime.namespace) from None
         except BaseException:
             undo.add(f"container {req.id}", lambda: self._delete_record(req.id))
             raise
         undo.add(f"container {req.id}", lambda: self._delete_record(req.id))
-        self._remember_spec(resp.container)
+        self.runtime.remember_spec(resp.container)
         return resp.container
 
     def _delete_record(self, container_id: str) -> None:
-        self.forget_spec(container_id)
+        self.runtime.forget_spec(container_id)
         try:
             self.client.call(self.containers_stub.Delete, containers_pb2.DeleteContainerRequest(id=container_id),
                              what=f"deleting container {container_id}")
@@ -326,8 +300,8 @@ class ContainersMixin(RuntimeBase):
 
     # -- read ----------------------------------------------------------------------------------------
     def get_container(self, id: str) -> ContainerInfo:
-        info = container_info(self.container_record(id))
-        info.ip = self.container_ip(id)  # type: ignore[attr-defined]  (NetworkMixin)
+        info = container_info(self.runtime.container_record(id))
+        info.ip = self.network.container_ip(id)
         return info
 
     def list_containers(self) -> list[ContainerInfo]:
@@ -342,7 +316,7 @@ class ContainersMixin(RuntimeBase):
     def _list(self, filters: list[str]) -> list[ContainerInfo]:
         resp = self.client.call(self.containers_stub.List, containers_pb2.ListContainersRequest(filters=filters),
                                 what="listing containers")
-        ips: dict[str, str] = self.container_ips()  # type: ignore[attr-defined]  (NetworkMixin)
+        ips = self.network.container_ips()
         infos = [container_info(c) for c in resp.containers]
         for info in infos:
             info.ip = ips.get(info.id, "")
@@ -360,29 +334,29 @@ class ContainersMixin(RuntimeBase):
         deleted along with the container.
         """
         opts = opts or DeleteContainerOptions()
-        record = self.container_record(id)
-        process = self.task_process(id)
+        record = self.runtime.container_record(id)
+        process = self.runtime.task_process(id)
         if process is not None and process.status != task_pb2.STOPPED:
             if not opts.force:
                 state = task_pb2.Status.Name(process.status).lower()
                 raise errors.FailedPrecondition(
                     f"cannot delete container {id!r}: it has a {state} task (pid {process.pid})",
                     hint="stop it first (stop_container) or pass DeleteContainerOptions(force=True)")
-            self.kill_and_wait(id)
+            self.runtime.kill_and_wait(id)
         if process is not None:
-            self.remove_task(id)
+            self.runtime.remove_task(id)
         # Its pinned network namespace and IP allocations would outlive the record otherwise.
-        self.remove_network(NetworkSetupRequest(container_id=id))  # type: ignore[attr-defined]  (NetworkMixin)
-        snapshotter = record.snapshotter or self.snapshotter
+        self.network.remove_network(NetworkSetupRequest(container_id=id))
+        snapshotter = record.snapshotter or self.runtime.snapshotter
         if record.snapshot_key and not opts.cleanup_snapshot:
             # Without the record nothing refers to the snapshot: garbage collection would take it.
-            self._keep_snapshot(snapshotter, record.snapshot_key)
+            self.snapshots.keep(snapshotter, record.snapshot_key)
         if opts.cleanup_snapshot and record.snapshot_key:
             # Snapshot first, record second (as containerd's own client does). The other way round the
             # snapshot is unreferenced for a moment, and if containerd 1.6's garbage collector takes it
             # then, its parent keeps a dangling child link and can never be removed (a checkpoint
             # version would be stuck with "cannot remove snapshot with child").
-            self._remove_snapshot(snapshotter, record.snapshot_key)
+            self.snapshots.remove_if_present(snapshotter, record.snapshot_key)
         self._delete_record(id)
-        self.remove_container_dir(id)
+        self.runtime.remove_container_dir(id)
         log.info("deleted container %s", id)

@@ -37,13 +37,12 @@ from .fifo import (
 )
 from .grpc_errors import map_rpc_error
 from .pb import task_pb2, tasks_pb2
-from .runtime_base import KILL_WAIT, RuntimeBase, check_id
+from .runtime_base import KILL_WAIT, Runtime, check_id
 from .spec import DirRootfs, ExecProcessOptions, UserIds, exec_process, resolve_user, to_json_bytes
 
 log = logging.getLogger(__name__)
 
 _READ_BUFFER = 1 << 16
-_LOCKS_LOCK = threading.Lock()
 # Layers of wrapping around what runc said, innermost last.
 _RUNTIME_MARKERS = (
     "unable to start container process: ",
@@ -83,19 +82,26 @@ class _Exec:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class ExecMixin(RuntimeBase):
+class ExecPart:
     """exec_task and exec_task_streaming of the Service contract."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.client = runtime.client
+        self.tasks_stub = runtime.tasks_stub
+        self._start_locks: dict[str, threading.Lock] = {}  # container id -> its exec Start lock
+        self._start_locks_guard = threading.Lock()
 
     # -- building the request ----------------------------------------------------------------------
     def _exec_user(self, container_id: str, user: str) -> UserIds:
-        process = self.task_process(container_id)
+        process = self.runtime.task_process(container_id)
         if process is None or not process.pid:
             raise errors.FailedPrecondition(f"container {container_id!r} has no running task",
                                             hint="start it first (start_container)")
         return resolve_user(user, DirRootfs(f"/proc/{process.pid}/root"))
 
     def _process_spec(self, container_id: str, req: ExecTaskRequest) -> any_pb2.Any:
-        base = self.container_spec(container_id).get("process") or {}
+        base = self.runtime.container_spec(container_id).get("process") or {}
         opts = ExecProcessOptions(
             args=list(req.args),
             env=list(req.env or []),
@@ -162,17 +168,17 @@ class ExecMixin(RuntimeBase):
         try:
             self.client.call(self.tasks_stub.Exec, request, what=f"exec in container {container_id}")
         except errors.NotFound:
-            if self.task_process(container_id) is None:
-                if not self.container_exists(container_id):
+            if self.runtime.task_process(container_id) is None:
+                if not self.runtime.container_exists(container_id):
                     raise errors.NotFound(f"container {container_id!r} not found in namespace "
-                                          f"{self.namespace!r}") from None
+                                          f"{self.runtime.namespace!r}") from None
                 raise errors.FailedPrecondition(f"container {container_id!r} has no running task",
                                                 hint="start it first (start_container)") from None
             raise
         except errors.CtrError as exc:
             if isinstance(exc, (errors.Interrupted, errors.Unavailable)):
                 raise
-            process = self.task_process(container_id)
+            process = self.runtime.task_process(container_id)
             if process is not None and process.status != task_pb2.RUNNING:
                 raise errors.FailedPrecondition(
                     f"cannot exec in container {container_id!r}: its task is "
@@ -187,11 +193,10 @@ class ExecMixin(RuntimeBase):
         in flight while execs exit, containerd 1.6.20's shim deadlocks for up to a minute (its
         exit queue fills while a Start waits for runc's exit). Queuing here costs nothing.
         """
-        locks: dict[str, threading.Lock] = self.__dict__.setdefault("_ctr_exec_start_locks", {})
-        lock = locks.get(container_id)
+        lock = self._start_locks.get(container_id)
         if lock is None:
-            with _LOCKS_LOCK:
-                lock = locks.setdefault(container_id, threading.Lock())
+            with self._start_locks_guard:
+                lock = self._start_locks.setdefault(container_id, threading.Lock())
         return lock
 
     # -- finishing ---------------------------------------------------------------------------------
@@ -215,7 +220,7 @@ class ExecMixin(RuntimeBase):
             if run.registered:
                 if kill and run.started and run.wait_future is not None and not run.wait_future.done():
                     try:
-                        self.kill_process(run.container_id, _signal.SIGKILL, exec_id=run.exec_id)
+                        self.runtime.kill_process(run.container_id, _signal.SIGKILL, exec_id=run.exec_id)
                         run.wait_future.result(timeout=KILL_WAIT)  # then deleted anyway
                     except Exception:
                         log.debug("killing exec %s", run.exec_id, exc_info=True)
@@ -300,7 +305,7 @@ def _buffered(raw: FifoReader) -> io.BufferedReader:
 class _Session:
     """The state behind an ExecTaskSession."""
 
-    def __init__(self, service: ExecMixin, run: _Exec, req: ExecTaskRequest) -> None:
+    def __init__(self, service: ExecPart, run: _Exec, req: ExecTaskRequest) -> None:
         self._service = service
         self._run = run
         fifos = run.fifos
@@ -320,7 +325,7 @@ class _Session:
             threading.Thread(target=self._feed, args=(req.stdin,), name=f"stdin-{run.exec_id}", daemon=True).start()
 
     @staticmethod
-    def _cleanup(service: ExecMixin, run: _Exec) -> None:
+    def _cleanup(service: ExecPart, run: _Exec) -> None:
         try:
             service._finish(run, kill=True)
         except Exception:

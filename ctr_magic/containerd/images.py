@@ -1,7 +1,7 @@
 """Image methods of DefaultService: pull, get, list, delete, tag, push, import and export.
 
 Thin: the work lives in pull.py, unpack.py, push.py and importexport.py. Registry settings come
-from :attr:`ImagesMixin.registry_options` (default: ``RegistryOptions.from_env()``, which reads
+from :attr:`ImagesPart.registry_options` (default: ``RegistryOptions.from_env()``, which reads
 ``$CTR_MAGIC_INSECURE_REGISTRIES``).
 """
 
@@ -15,32 +15,23 @@ from .. import errors
 from ..reference import normalize, parse_reference
 from ..registry import ClientCache, Descriptor, RegistryOptions
 from ..types import DeleteImageOptions, ImageInfo, LayerProgress, PullImageOptions
-from ._base import ServiceBase
+from .client import ContainerdClient
 from .imageinfo import image_info, record_image
+from .imagestore import ImageStore
 from .pb import images_pb2, images_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 
-class ImagesMixin(ServiceBase):
-    # -- settings -------------------------------------------------------------------------------
-    @property
-    def registry_options(self) -> RegistryOptions:
-        options = getattr(self, "_registry_options", None)
-        if options is None:
-            options = self._registry_options = RegistryOptions.from_env()
-        return options
+class ImagesPart:
+    """Image methods of the Service contract, on the service's image store."""
 
-    @registry_options.setter
-    def registry_options(self, options: RegistryOptions) -> None:
-        self._registry_options = options
-
-    @property
-    def _registry_cache(self) -> ClientCache:
-        cache = getattr(self, "_registry_cache_", None)
-        if cache is None:
-            cache = self._registry_cache_ = ClientCache()
-        return cache
+    def __init__(self, client: ContainerdClient, images: ImageStore, *, snapshotter: str) -> None:
+        self.client = client
+        self.images = images
+        self.snapshotter = snapshotter
+        self.registry_options = RegistryOptions.from_env()
+        self._registry_cache = ClientCache()  # registry clients (and their tokens) reused across pulls
 
     # -- the contract ---------------------------------------------------------------------------
     def pull_image(self, ref: str, opts: Optional[PullImageOptions] = None) -> ImageInfo:

@@ -37,10 +37,10 @@ from ..constants import (
     DEFAULT_SUBNET,
     NETWORK_STATE_SUBDIR,
 )
+from ..hostmount import bind_mount, is_mount_point, unmount
 from ..types import NetworkSetupRequest
-from .mounts import bind_mount, is_mount_point, unmount
 from .pb import task_pb2
-from .runtime_base import RuntimeBase, check_id, default_data_dir
+from .runtime_base import Runtime, check_id, default_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -144,20 +144,23 @@ def plugin_dirs(requested: str) -> list[str]:
     return [d for d in CNI_BIN_DIRS if os.path.isdir(d)] or [DEFAULT_CNI_BIN_DIR]
 
 
-class NetworkMixin(RuntimeBase):
+class NetworkPart:
     """setup_network / remove_network of the contract, plus container_ip and the default network."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
 
     # -- places ------------------------------------------------------------------------------------
     def network_store(self) -> ResultStore:
-        return ResultStore(os.path.join(self.data_root(), self.namespace, NETWORK_STATE_SUBDIR))
+        return ResultStore(os.path.join(self.runtime.data_root(), self.runtime.namespace, NETWORK_STATE_SUBDIR))
 
     def default_cni_conf_dir(self) -> str:
-        return os.path.join(self.data_root(), CNI_SUBDIR, CONF_SUBDIR)
+        return os.path.join(self.runtime.data_root(), CNI_SUBDIR, CONF_SUBDIR)
 
     def write_default_network_config(self, conf_dir: str = "", **options: Any) -> str:
         """:func:`write_default_network_config` with this service's defaults: ctr-magic's own conf dir,
         and the IPAM allocations under its data directory."""
-        options.setdefault("ipam_data_dir", default_ipam_dir(self.data_root()))
+        options.setdefault("ipam_data_dir", default_ipam_dir(self.runtime.data_root()))
         return write_default_network_config(conf_dir or self.default_cni_conf_dir(), **options)
 
     def ensure_default_network(self) -> str:
@@ -173,13 +176,13 @@ class NetworkMixin(RuntimeBase):
             self.write_default_network_config(conf_dir)
         elif any(n.source == ours and _host_local_without_data_dir(n) for n in networks):
             log.warning("%s keeps IP allocations in /var/lib/cni: rewriting it to use %s", ours,
-                        default_ipam_dir(self.data_root()))
+                        default_ipam_dir(self.runtime.data_root()))
             self.write_default_network_config(conf_dir)
         return conf_dir
 
     def _cni_container_id(self, container_id: str) -> str:
         # host-local keys allocations by container id: qualify it so namespaces cannot collide.
-        return f"{self.namespace}-{container_id}"
+        return f"{self.runtime.namespace}-{container_id}"
 
     def _networks(self, req: NetworkSetupRequest) -> list[NetworkConfig]:
         conf_dir = req.cni_conf_dir or self.ensure_default_network()
@@ -191,7 +194,7 @@ class NetworkMixin(RuntimeBase):
 
     # -- task ------------------------------------------------------------------------------------------
     def _live_task_pid(self, container_id: str) -> int:
-        process = self.task_process(container_id)
+        process = self.runtime.task_process(container_id)
         if process is None:
             raise errors.FailedPrecondition(f"network setup for container {container_id!r}: it has no task",
                                             hint="start it first (start_container)")
@@ -213,7 +216,7 @@ class NetworkMixin(RuntimeBase):
         if req is None or not req.container_id:
             raise errors.InvalidArgument("setup_network: container_id is required")
         container_id = check_id(req.container_id)
-        self.container_record(container_id)
+        self.runtime.container_record(container_id)
         pid = self._live_task_pid(container_id)
         netns = f"/proc/{pid}/ns/net"
         try:
@@ -356,5 +359,5 @@ class NetworkMixin(RuntimeBase):
         return bool(self.network_store().load(check_id(container_id)))
 
 
-__all__ = ["NetworkMixin", "default_ipam_dir", "default_network_config", "network_config_path",
+__all__ = ["NetworkPart", "default_ipam_dir", "default_network_config", "network_config_path",
            "write_default_network_config"]

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import posixpath
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from google.protobuf import any_pb2, field_mask_pb2
 
@@ -22,6 +22,9 @@ from .. import errors
 from ..constants import SPEC_TYPE_URL
 from ..limits import CPU_PERIOD, ResourceLimits
 from .pb import containers_pb2, tasks_pb2
+
+if TYPE_CHECKING:
+    from .runtime_base import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +124,10 @@ def oom_kills(cgroups_path: str, root: str = CGROUP_ROOT) -> Optional[int]:
 
 
 class ResourceControl:
-    """Limits of running tasks: Update, and the OOM record of their cgroups."""
+    """Limits of running tasks: Update, and the OOM record of their cgroups (on the shared Runtime)."""
 
-    def __init__(self, service: Any) -> None:
-        self._service = service
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
 
     def update(self, container_id: str, limits: ResourceLimits) -> None:
         """New cgroup limits for the running task, kept in the container's spec for its next start."""
@@ -135,33 +138,33 @@ class ResourceControl:
             raise errors.InvalidArgument("nothing to update", hint="give --memory, --cpus, --cpu-shares or "
                                                                      "--pids-limit")
         limits.check()
-        service = self._service
-        spec = service.container_spec(container_id)
+        runtime = self._runtime
+        spec = runtime.container_spec(container_id)
         resources = linux_resources(limits)
         request = tasks_pb2.UpdateTaskRequest(
             container_id=container_id,
             resources=any_pb2.Any(type_url=LINUX_RESOURCES_TYPE_URL, value=json.dumps(resources).encode()))
-        service.client.call(service.tasks_stub.Update, request, what=f"updating the limits of {container_id}")
+        runtime.client.call(runtime.tasks_stub.Update, request, what=f"updating the limits of {container_id}")
         merged = dict((spec.get("linux") or {}).get("resources") or {})
         for key, value in resources.items():
             merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
         self._store_spec(container_id, {**spec, "linux": {**spec.get("linux", {}), "resources": merged}})
 
     def _store_spec(self, container_id: str, spec: dict[str, Any]) -> None:
-        service = self._service
+        runtime = self._runtime
         container = containers_pb2.Container(id=container_id, spec=any_pb2.Any(type_url=SPEC_TYPE_URL,
                                                                                value=json.dumps(spec).encode()))
         request = containers_pb2.UpdateContainerRequest(container=container,
                                                         update_mask=field_mask_pb2.FieldMask(paths=["spec"]))
-        service.client.call(service.containers_stub.Update, request, what=f"storing the limits of {container_id}")
-        service.forget_spec(container_id)
+        runtime.client.call(runtime.containers_stub.Update, request, what=f"storing the limits of {container_id}")
+        runtime.forget_spec(container_id)
 
     def oom_killed(self, container_id: str) -> bool:
         """True when the kernel OOM-killed a process of the container's task (read before the task is deleted)."""
-        spec = self._service.container_spec(container_id)
+        spec = self._runtime.container_spec(container_id)
         path = (spec.get("linux") or {}).get("cgroupsPath") or ""
         kills = oom_kills(path) if path else None
         return bool(kills)
 
     def memory_limit(self, container_id: str) -> int:
-        return memory_limit_of(self._service.container_spec(container_id))
+        return memory_limit_of(self._runtime.container_spec(container_id))

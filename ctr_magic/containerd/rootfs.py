@@ -2,7 +2,7 @@
 
 containerd's own client does the same when it resolves a user name for a spec: it mounts the
 snapshot read-only on a temporary directory, reads, unmounts. The read-only mounts and the
-mount calls are those of :mod:`.mounts`. Needs root and the daemon's host, like FIFO I/O.
+mount calls are those of :mod:`ctr_magic.hostmount`. Needs root and the daemon's host, like FIFO I/O.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 
 from .. import errors
 from ..constants import ROOTFS_PEEK_PREFIX
-from .mounts import mount_all, read_only_mounts, unmount
+from ..hostmount import mount_all, unmount
+from .mounts import read_only_mounts
 from .spec import DirRootfs
 
 log = logging.getLogger(__name__)

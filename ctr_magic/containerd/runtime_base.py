@@ -1,7 +1,9 @@
-"""What the containers, tasks and exec parts of DefaultService share.
+"""What the containers, tasks, exec, snapshot and network parts of DefaultService share.
 
-Container records, a per-container cache of the stored spec (exec reuses it instead of fetching
-the container on every call), id checks and the data directory for per-container files.
+:class:`Runtime` is made once per service: the client, the snapshot store, container records
+with a per-container cache of the stored spec (exec reuses it instead of fetching the container
+on every call), the task primitives (get, signal, wait for the exit, delete), id checks and the
+data directory for per-container files.
 """
 
 from __future__ import annotations
@@ -12,23 +14,15 @@ import os
 import re
 import shutil
 import signal as _signal
-import threading
 from typing import Any, Optional
 
 from google.protobuf import field_mask_pb2
 
 from .. import errors
-from ..constants import DATA_SUBDIR, DEFAULT_DATA_DIR, ENV_HOME
-from ._base import ServiceBase
-from .pb import (
-    containers_pb2,
-    containers_pb2_grpc,
-    snapshots_pb2,
-    snapshots_pb2_grpc,
-    task_pb2,
-    tasks_pb2,
-    tasks_pb2_grpc,
-)
+from ..constants import DATA_SUBDIR, DEFAULT_DATA_DIR, DEFAULT_SNAPSHOTTER, ENV_HOME
+from .client import ContainerdClient
+from .pb import containers_pb2, containers_pb2_grpc, task_pb2, tasks_pb2, tasks_pb2_grpc
+from .snapshotstore import SnapshotStore
 from .task_events import ExitWatcher
 
 log = logging.getLogger(__name__)
@@ -60,28 +54,26 @@ def check_id(value: Any, what: str = "container id") -> str:
     return value
 
 
-class RuntimeBase(ServiceBase):
-    """Shared plumbing of ContainersMixin, TasksMixin and ExecMixin."""
+class Runtime:
+    """The shared plumbing of the containers, tasks, exec, snapshot and network parts."""
 
-    # -- stubs -------------------------------------------------------------------------------------
-    @property
-    def containers_stub(self) -> Any:
-        return self.client.stub(containers_pb2_grpc.ContainersStub)
+    def __init__(self, client: ContainerdClient, snapshots: SnapshotStore, *, snapshotter: str = "",
+                 data_dir: str = "") -> None:
+        self.client = client
+        self.snapshots = snapshots
+        self.snapshotter = snapshotter or DEFAULT_SNAPSHOTTER
+        self.data_dir = data_dir
+        self.containers_stub: Any = client.stub(containers_pb2_grpc.ContainersStub)
+        self.tasks_stub: Any = client.stub(tasks_pb2_grpc.TasksStub)
+        self._specs: dict[str, dict[str, Any]] = {}  # container id -> its stored OCI spec
 
     @property
-    def tasks_stub(self) -> Any:
-        return self.client.stub(tasks_pb2_grpc.TasksStub)
-
-    @property
-    def snapshots_stub(self) -> Any:
-        return self.client.stub(snapshots_pb2_grpc.SnapshotsStub)
+    def namespace(self) -> str:
+        return self.client.namespace
 
     def snapshot_mount_list(self, snapshotter: str, key: str, *, what: str = "") -> list[Any]:
         """The mounts (containerd ``Mount`` messages) of active or view snapshot *key*."""
-        resp = self.client.call(self.snapshots_stub.Mounts, snapshots_pb2.MountsRequest(snapshotter=snapshotter,
-                                                                                       key=key),
-                                what=what or f"mounts of snapshot {key} in {snapshotter}")
-        return list(resp.mounts)
+        return self.snapshots.mounts(snapshotter, key, what=what)
 
     # -- files -------------------------------------------------------------------------------------
     def data_root(self) -> str:
@@ -110,7 +102,7 @@ class RuntimeBase(ServiceBase):
         except errors.NotFound:
             raise errors.NotFound(f"container {container_id!r} not found in namespace {self.namespace!r}",
                                   hint="list containers with list_containers()") from None
-        self._remember_spec(resp.container)
+        self.remember_spec(resp.container)
         return resp.container
 
     def container_exists(self, container_id: str) -> bool:
@@ -133,14 +125,7 @@ class RuntimeBase(ServiceBase):
         return resp.container
 
     # -- spec cache --------------------------------------------------------------------------------
-    def _spec_cache(self) -> dict[str, dict[str, Any]]:
-        cache = self.__dict__.get("_ctr_spec_cache")
-        if cache is None:
-            with _CACHE_INIT_LOCK:
-                cache = self.__dict__.setdefault("_ctr_spec_cache", {})
-        return cache
-
-    def _remember_spec(self, container: containers_pb2.Container) -> None:
+    def remember_spec(self, container: containers_pb2.Container) -> None:
         if not container.HasField("spec"):
             return
         try:
@@ -148,21 +133,21 @@ class RuntimeBase(ServiceBase):
         except ValueError:
             log.warning("container %s has a spec that is not JSON (type %s)", container.id, container.spec.type_url)
             return
-        self._spec_cache()[container.id] = spec
+        self._specs[container.id] = spec
 
     def container_spec(self, container_id: str) -> dict[str, Any]:
         """The container's stored OCI spec (cached; the cache is dropped when ctr-magic changes it)."""
-        spec = self._spec_cache().get(container_id)
+        spec = self._specs.get(container_id)
         if spec is None:
             record = self.container_record(container_id)
-            spec = self._spec_cache().get(container_id)
+            spec = self._specs.get(container_id)
             if spec is None:
                 raise errors.FailedPrecondition(
                     f"container {container_id!r} has no OCI spec (type {record.spec.type_url!r})")
         return spec
 
     def forget_spec(self, container_id: str) -> None:
-        self._spec_cache().pop(container_id, None)
+        self._specs.pop(container_id, None)
 
     # -- task primitives ---------------------------------------------------------------------------
     def task_process(self, container_id: str) -> Optional[task_pb2.Process]:
@@ -227,5 +212,3 @@ class RuntimeBase(ServiceBase):
             raise errors.TaskStopTimeout(f"container {container_id!r} did not exit {KILL_WAIT:g}s after SIGKILL")
         return status
 
-
-_CACHE_INIT_LOCK = threading.Lock()

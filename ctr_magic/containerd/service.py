@@ -1,26 +1,68 @@
-"""DefaultService: the Service contract on containerd's gRPC API."""
+"""DefaultService: the Service contract on containerd's gRPC API.
+
+A thin front: every method hands over to one of the parts made in ``__init__`` (images,
+containers, tasks, exec, snapshots, network), which share one client, one image store, one
+snapshot store and one :class:`~.runtime_base.Runtime`.
+"""
 
 from __future__ import annotations
 
 import logging
+import signal as signal_module
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, BinaryIO, Optional, Union
 
 from google.protobuf import empty_pb2
 
+from ..cni import ResultStore
 from ..constants import DEFAULT_NAMESPACE, DEFAULT_SOCKET_PATH
 from ..errors import FailedPrecondition
 from ..limits import ResourceLimits
+from ..registry import RegistryOptions
+from ..types import (
+    ContainerInfo,
+    CreateContainerRequest,
+    DeleteContainerOptions,
+    DeleteImageOptions,
+    DeleteTaskOptions,
+    ExecTaskRequest,
+    ExecTaskResult,
+    ExecTaskSession,
+    ImageInfo,
+    LayerProgress,
+    ListTasksOptions,
+    MountInfo,
+    NetworkSetupRequest,
+    PullImageOptions,
+    SnapshotCommitResult,
+    SnapshotInfo,
+    StartTaskOptions,
+    StopTaskOptions,
+    TaskInfo,
+)
 from .client import ContainerdClient
-from .containers import ContainersMixin
-from .exec import ExecMixin
-from .images import ImagesMixin
+from .containers import ContainersPart
+from .exec import ExecPart
+from .images import ImagesPart
+from .imagestore import ImageStore
 from .leases import Lease
-from .network import NetworkMixin
-from .pb import introspection_pb2, introspection_pb2_grpc, namespace_pb2, namespace_pb2_grpc, version_pb2_grpc
+from .network import NetworkPart
+from .pb import (
+    containers_pb2,
+    introspection_pb2,
+    introspection_pb2_grpc,
+    namespace_pb2,
+    namespace_pb2_grpc,
+    task_pb2,
+    tasks_pb2,
+    version_pb2_grpc,
+)
 from .resources import ResourceControl
-from .snapshots import SnapshotsMixin
-from .tasks import TasksMixin
+from .runtime_base import Runtime
+from .snapshots import SnapshotsPart
+from .snapshotstore import SnapshotStore
+from .tasks import TasksPart
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +84,24 @@ class PluginInfo:
     error: str = ""
 
 
-class DefaultService(
-    ImagesMixin, ContainersMixin, TasksMixin, ExecMixin, SnapshotsMixin, NetworkMixin
-):
+class DefaultService:
     """containerd backend. ``DefaultService.connect(socket, namespace)`` is the usual way in."""
 
     backend = "containerd"
+
+    def __init__(self, client: ContainerdClient, *, snapshotter: str = "", data_dir: str = "") -> None:
+        self.client = client
+        self.images = ImageStore(client)
+        self.content = self.images.content
+        self.snapshot_store = SnapshotStore(client)
+        self.runtime = Runtime(client, self.snapshot_store, snapshotter=snapshotter, data_dir=data_dir)
+        self.image_part = ImagesPart(client, self.images, snapshotter=self.runtime.snapshotter)
+        self.network_part = NetworkPart(self.runtime)
+        self.container_part = ContainersPart(self.runtime, self.images, self.network_part, self.image_part.pull_image)
+        self.task_part = TasksPart(self.runtime)
+        self.exec_part = ExecPart(self.runtime)
+        self.snapshot_part = SnapshotsPart(self.runtime, self.container_part)
+        self.resource_part = ResourceControl(self.runtime)
 
     @classmethod
     def connect(
@@ -57,6 +111,234 @@ class DefaultService(
         **kwargs: str,
     ) -> DefaultService:
         return cls(ContainerdClient(socket, namespace), **kwargs)
+
+    # -- settings and shared state ------------------------------------------------------------------
+    @property
+    def namespace(self) -> str:
+        return self.client.namespace
+
+    @property
+    def snapshotter(self) -> str:
+        return self.runtime.snapshotter
+
+    @property
+    def data_dir(self) -> str:
+        return self.runtime.data_dir
+
+    @property
+    def registry_options(self) -> RegistryOptions:
+        return self.image_part.registry_options
+
+    @registry_options.setter
+    def registry_options(self, options: RegistryOptions) -> None:
+        self.image_part.registry_options = options
+
+    @property
+    def containers_stub(self) -> Any:
+        return self.runtime.containers_stub
+
+    @property
+    def tasks_stub(self) -> Any:
+        return self.runtime.tasks_stub
+
+    @property
+    def snapshots_stub(self) -> Any:
+        return self.snapshot_store.stub
+
+    # -- image_part ------------------------------------------------------------
+    def pull_image(self, ref: str, opts: Optional[PullImageOptions] = None) -> ImageInfo:
+        return self.image_part.pull_image(ref, opts)
+
+    def get_image(self, ref: str) -> ImageInfo:
+        return self.image_part.get_image(ref)
+
+    def list_images(self) -> list[ImageInfo]:
+        return self.image_part.list_images()
+
+    def delete_image(self, ref: str, opts: Optional[DeleteImageOptions] = None) -> None:
+        return self.image_part.delete_image(ref, opts)
+
+    def tag_image(self, src: str, dst: str) -> ImageInfo:
+        return self.image_part.tag_image(src, dst)
+
+    def push_image(self, ref: str, *, dest: str = "",
+                   progress: Optional[Callable[[LayerProgress], None]] = None) -> str:
+        return self.image_part.push_image(ref, dest=dest, progress=progress)
+
+    def import_image(self, source: Union[str, BinaryIO], *, name: str = "", unpack: bool = True) -> list[ImageInfo]:
+        return self.image_part.import_image(source, name=name, unpack=unpack)
+
+    def export_image(self, refs: list[str], dest: Union[str, BinaryIO]) -> None:
+        return self.image_part.export_image(refs, dest)
+
+    # -- container_part ------------------------------------------------------------
+    def create_container(self, req: CreateContainerRequest) -> ContainerInfo:
+        return self.container_part.create_container(req)
+
+    def get_container(self, id: str) -> ContainerInfo:
+        return self.container_part.get_container(id)
+
+    def list_containers(self) -> list[ContainerInfo]:
+        return self.container_part.list_containers()
+
+    def list_containers_by_label(self, key: str, value: str) -> list[ContainerInfo]:
+        return self.container_part.list_containers_by_label(key, value)
+
+    def delete_container(self, id: str, opts: Optional[DeleteContainerOptions] = None) -> None:
+        return self.container_part.delete_container(id, opts)
+
+    # -- task_part ------------------------------------------------------------
+    def log_path_for(self, container_id: str) -> str:
+        return self.task_part.log_path_for(container_id)
+
+    def start_container(self, container_id: str, opts: Optional[StartTaskOptions] = None) -> None:
+        return self.task_part.start_container(container_id, opts)
+
+    def stop_container(self, container_id: str, opts: Optional[StopTaskOptions] = None) -> None:
+        return self.task_part.stop_container(container_id, opts)
+
+    def kill_task(self, container_id: str, signal: int = signal_module.SIGTERM, *, all: bool = False) -> None:
+        return self.task_part.kill_task(container_id, signal, all=all)
+
+    def wait_task(self, container_id: str, timeout: Optional[float] = None) -> int:
+        return self.task_part.wait_task(container_id, timeout)
+
+    def delete_task(self, container_id: str, opts: Optional[DeleteTaskOptions] = None) -> None:
+        return self.task_part.delete_task(container_id, opts)
+
+    def get_task_info(self, container_id: str) -> TaskInfo:
+        return self.task_part.get_task_info(container_id)
+
+    def list_tasks(self, opts: Optional[ListTasksOptions] = None) -> list[TaskInfo]:
+        return self.task_part.list_tasks(opts)
+
+    def logs(self, container_id: str, *, follow: bool = False, timeout: Optional[float] = None) -> Iterator[bytes]:
+        return self.task_part.logs(container_id, follow=follow, timeout=timeout)
+
+    # -- exec_part ------------------------------------------------------------
+    def exec_task(self, container_id: str, req: ExecTaskRequest) -> ExecTaskResult:
+        return self.exec_part.exec_task(container_id, req)
+
+    def exec_task_streaming(self, container_id: str, req: ExecTaskRequest) -> ExecTaskSession:
+        return self.exec_part.exec_task_streaming(container_id, req)
+
+    # -- snapshot_part ------------------------------------------------------------
+    def commit_snapshot(self, snapshotter: str, name: str, key: str) -> None:
+        return self.snapshot_part.commit_snapshot(snapshotter, name, key)
+
+    def prepare_snapshot(self, snapshotter: str, key: str, parent: str) -> None:
+        return self.snapshot_part.prepare_snapshot(snapshotter, key, parent)
+
+    def snapshot_mounts(self, snapshotter: str, key: str) -> list[MountInfo]:
+        return self.snapshot_part.snapshot_mounts(snapshotter, key)
+
+    def list_snapshots(self, snapshotter: str, *, usage: bool = True) -> list[SnapshotInfo]:
+        return self.snapshot_part.list_snapshots(snapshotter, usage=usage)
+
+    def create_container_from_snapshot(self, req: CreateContainerRequest) -> ContainerInfo:
+        return self.snapshot_part.create_container_from_snapshot(req)
+
+    def stat_snapshot(self, snapshotter: str, key: str) -> SnapshotInfo:
+        return self.snapshot_part.stat_snapshot(snapshotter, key)
+
+    def snapshot_exists(self, snapshotter: str, key: str) -> bool:
+        return self.snapshot_part.snapshot_exists(snapshotter, key)
+
+    def snapshot_usage(self, snapshotter: str, key: str) -> tuple[int, int]:
+        return self.snapshot_part.snapshot_usage(snapshotter, key)
+
+    def view_snapshot(self, snapshotter: str, key: str, parent: str, *,
+                      labels: Optional[dict[str, str]] = None, lease: str = "") -> list[MountInfo]:
+        return self.snapshot_part.view_snapshot(snapshotter, key, parent, labels=labels, lease=lease)
+
+    def remove_snapshot(self, snapshotter: str, key: str) -> None:
+        return self.snapshot_part.remove_snapshot(snapshotter, key)
+
+    def checkpoint(self, container_id: str, version: str) -> SnapshotCommitResult:
+        return self.snapshot_part.checkpoint(container_id, version)
+
+    def list_checkpoints(self, container_id: str = "", snapshotter: str = "") -> list[SnapshotInfo]:
+        return self.snapshot_part.list_checkpoints(container_id, snapshotter)
+
+    # -- network_part ------------------------------------------------------------
+    def network_store(self) -> ResultStore:
+        return self.network_part.network_store()
+
+    def default_cni_conf_dir(self) -> str:
+        return self.network_part.default_cni_conf_dir()
+
+    def write_default_network_config(self, conf_dir: str = "", **options: Any) -> str:
+        return self.network_part.write_default_network_config(conf_dir, **options)
+
+    def ensure_default_network(self) -> str:
+        return self.network_part.ensure_default_network()
+
+    def setup_network(self, req: NetworkSetupRequest) -> None:
+        return self.network_part.setup_network(req)
+
+    def remove_network(self, req: NetworkSetupRequest) -> None:
+        return self.network_part.remove_network(req)
+
+    def container_ip(self, id: str) -> str:
+        return self.network_part.container_ip(id)
+
+    def container_ips(self) -> dict[str, str]:
+        return self.network_part.container_ips()
+
+    def has_network(self, container_id: str) -> bool:
+        return self.network_part.has_network(container_id)
+
+    # -- runtime ------------------------------------------------------------
+    def snapshot_mount_list(self, snapshotter: str, key: str, *, what: str = "") -> list[Any]:
+        return self.runtime.snapshot_mount_list(snapshotter, key, what=what)
+
+    def data_root(self) -> str:
+        return self.runtime.data_root()
+
+    def container_dir(self, container_id: str) -> str:
+        return self.runtime.container_dir(container_id)
+
+    def remove_container_dir(self, container_id: str) -> None:
+        return self.runtime.remove_container_dir(container_id)
+
+    def container_record(self, container_id: str) -> containers_pb2.Container:
+        return self.runtime.container_record(container_id)
+
+    def container_exists(self, container_id: str) -> bool:
+        return self.runtime.container_exists(container_id)
+
+    def update_container_labels(self, container_id: str, labels: dict[str, str]) -> containers_pb2.Container:
+        return self.runtime.update_container_labels(container_id, labels)
+
+    def container_spec(self, container_id: str) -> dict[str, Any]:
+        return self.runtime.container_spec(container_id)
+
+    def forget_spec(self, container_id: str) -> None:
+        return self.runtime.forget_spec(container_id)
+
+    def task_process(self, container_id: str) -> Optional[task_pb2.Process]:
+        return self.runtime.task_process(container_id)
+
+    def kill_process(self, container_id: str, signal: int, *, exec_id: str = "", all: bool = False) -> bool:
+        return self.runtime.kill_process(container_id, signal, exec_id=exec_id, all=all)
+
+    def remove_task(self, container_id: str) -> Optional[tasks_pb2.DeleteResponse]:
+        return self.runtime.remove_task(container_id)
+
+    def signal_and_wait(self, container_id: str, signal: int, timeout: Optional[float], *,
+                        all: bool = False) -> tuple[bool, Optional[int]]:
+        return self.runtime.signal_and_wait(container_id, signal, timeout, all=all)
+
+    def kill_and_wait(self, container_id: str) -> Optional[int]:
+        return self.runtime.kill_and_wait(container_id)
+
+    # -- images from containers ----------------------------------------------------------------------
+    def commit_container(self, container_id: str, image_ref: str, *, cmd: Optional[list[str]] = None,
+                         env: Optional[list[str]] = None, message: str = "", replace: bool = False) -> ImageInfo:
+        """Save the container's files as a new image (``docker commit``); see :mod:`.commit`."""
+        from .commit import commit_container
+
+        return commit_container(self, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace)
 
     # -- daemon facts ---------------------------------------------------------------------------
     def version(self, timeout: Optional[float] = 10.0) -> DaemonVersion:
@@ -108,17 +390,17 @@ class DefaultService(
                                   error))
         return out
 
-    # -- resource limits (features.ResourceUpdates, features.OomReports) -----------------------------
+    # -- resource_part (features.ResourceUpdates, features.OomReports) ------------------------------
     def update_container(self, container_id: str, limits: ResourceLimits) -> None:
         """New memory/CPU/pids limits for a running container (``Tasks.Update``), kept for its next start."""
-        ResourceControl(self).update(container_id, limits)
+        self.resource_part.update(container_id, limits)
 
     def oom_killed(self, container_id: str) -> bool:
         """True when the OOM killer took a process of the container's task (ask before deleting the task)."""
-        return ResourceControl(self).oom_killed(container_id)
+        return self.resource_part.oom_killed(container_id)
 
     def memory_limit(self, container_id: str) -> int:
-        return ResourceControl(self).memory_limit(container_id)
+        return self.resource_part.memory_limit(container_id)
 
     def close(self) -> None:
         self.client.close()

@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from .. import errors
 from ..constants import LABEL_CHECKPOINT_CONTAINER, LABEL_CHECKPOINT_VERSION
 from ..types import (
     ContainerInfo,
     CreateContainerRequest,
-    ImageInfo,
     MountInfo,
     SnapshotCommitResult,
     SnapshotInfo,
 )
-from .containers import ExistingSnapshot, gc_root_labels
+from .containers import ContainersPart, ExistingSnapshot
 from .convert import to_datetime
 from .pb import snapshots_pb2, task_pb2
-from .runtime_base import RuntimeBase
+from .runtime_base import Runtime
+from .snapshotstore import gc_root_labels
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ KINDS = {
     snapshots_pb2.COMMITTED: "committed",
 }
 _USAGE_WORKERS = 8
+_T = TypeVar("_T")
 
 
 def _require(call: str, **values: str) -> None:
@@ -80,18 +82,27 @@ def checkpoint_name(container_id: str, version: str) -> str:
     return f"{container_id}@{version}"
 
 
-class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMixin, whose helpers are used here
-    """The five snapshot methods of the contract, plus stat/view/remove/usage and checkpoint."""
+class SnapshotsPart:
+    """The five snapshot methods of the contract, plus stat/view/remove/usage and checkpoint.
+
+    Containers on an existing snapshot are made by the containers part (*containers*).
+    """
+
+    def __init__(self, runtime: Runtime, containers: ContainersPart) -> None:
+        self.runtime = runtime
+        self.store = runtime.snapshots
+        self.containers = containers
 
     def _snapshotter(self, snapshotter: str) -> str:
-        return snapshotter or self.snapshotter
+        return snapshotter or self.runtime.snapshotter
 
-    def _snap_call(self, method: str, request: Any, *, what: str, lease: str = "") -> Any:
-        """One Snapshots RPC; an unknown snapshotter becomes one clear InvalidArgument."""
+    @staticmethod
+    def _known(snapshotter: str, call: Callable[[], _T]) -> _T:
+        """Run one Snapshots call; an unknown snapshotter becomes one clear InvalidArgument."""
         try:
-            return self.client.call(getattr(self.snapshots_stub, method), request, what=what, lease=lease)
+            return call()
         except errors.InvalidArgument as exc:
-            raise _unknown_snapshotter(exc, request.snapshotter) from None
+            raise _unknown_snapshotter(exc, snapshotter) from None
 
     # -- the contract ------------------------------------------------------------------------------
     def commit_snapshot(self, snapshotter: str, name: str, key: str) -> None:
@@ -102,8 +113,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
     def _commit(self, snapshotter: str, name: str, key: str, labels: dict[str, str]) -> None:
         what = f"committing snapshot {key!r} as {name!r} in {snapshotter}"
         try:
-            self._snap_call("Commit", snapshots_pb2.CommitSnapshotRequest(
-                snapshotter=snapshotter, name=name, key=key, labels=labels), what=what)
+            self._known(snapshotter, lambda: self.store.commit(snapshotter, name, key, labels=labels, what=what))
         except errors.AlreadyExists:
             raise errors.AlreadyExists(f"{what}: a snapshot named {name!r} already exists",
                                        hint="choose another name; the active snapshot is unchanged") from None
@@ -123,8 +133,8 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
                  lease: str = "") -> list[MountInfo]:
         what = f"preparing snapshot {key!r} from {parent!r} in {snapshotter}"
         try:
-            resp = self._snap_call("Prepare", snapshots_pb2.PrepareSnapshotRequest(
-                snapshotter=snapshotter, key=key, parent=parent, labels=labels), what=what, lease=lease)
+            mounts = self._known(snapshotter, lambda: self.store.prepare(snapshotter, key, parent, labels=labels,
+                                                                          what=what, lease=lease))
         except errors.AlreadyExists:
             raise errors.AlreadyExists(f"{what}: snapshot {key!r} already exists",
                                        hint="choose another key, or remove_snapshot() the old one") from None
@@ -136,34 +146,27 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
                 raise
             raise errors.InvalidArgument(exc.message, hint="the parent must be a committed snapshot") from None
         log.info("prepared snapshot %s from %s (%s)", key, parent, snapshotter)
-        return _mount_infos(resp.mounts)
+        return _mount_infos(mounts)
 
     def snapshot_mounts(self, snapshotter: str, key: str) -> list[MountInfo]:
         """How to mount active or view snapshot *key* (what ``ctr snapshots mounts`` prints)."""
         _require("snapshot_mounts", snapshotter=snapshotter, key=key)
         what = f"mounts of snapshot {key!r} in {snapshotter}"
         try:
-            resp = self._snap_call("Mounts", snapshots_pb2.MountsRequest(
-                snapshotter=snapshotter, key=key), what=what)
+            mounts = self._known(snapshotter, lambda: self.store.mounts(snapshotter, key, what=what))
         except errors.NotFound:
             raise _not_found(f"{what}: snapshot {key!r} does not exist", snapshotter) from None
         except errors.FailedPrecondition:
             raise errors.FailedPrecondition(
                 f"{what}: {key!r} is committed; only active and view snapshots have mounts",
                 hint="view it with view_snapshot(), or mount it with mount_snapshot()") from None
-        return _mount_infos(resp.mounts)
+        return _mount_infos(mounts)
 
     def list_snapshots(self, snapshotter: str, *, usage: bool = True) -> list[SnapshotInfo]:
         """Every snapshot of *snapshotter* in this namespace, with disk usage unless ``usage=False``."""
         _require("list_snapshots", snapshotter=snapshotter)
-        infos: list[snapshots_pb2.Info] = []
-        try:
-            for batch in self.client.stream(self.snapshots_stub.List,
-                                            snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter),
-                                            what=f"listing snapshots of {snapshotter}"):
-                infos.extend(batch.info)
-        except errors.InvalidArgument as exc:
-            raise _unknown_snapshotter(exc, snapshotter) from None
+        infos = self._known(snapshotter, lambda: list(self.store.infos(snapshotter,
+                                                                          what=f"listing snapshots of {snapshotter}")))
         if not usage or not infos:
             return [snapshot_info(i) for i in infos]
         with ThreadPoolExecutor(max_workers=min(_USAGE_WORKERS, len(infos))) as pool:
@@ -181,19 +184,19 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
             raise errors.InvalidArgument("create_container_from_snapshot needs a CreateContainerRequest")
         _require("create_container_from_snapshot", id=req.id, snapshot_id=req.snapshot_id, image_ref=req.image_ref)
         snapshotter = self._snapshotter(req.snapshotter)
-        self._check_new_container(req.id)  # type: ignore[attr-defined]  (ContainersMixin)
+        self.containers.check_new_container(req.id)
         source = self.stat_snapshot(snapshotter, req.snapshot_id)
         committed = source.kind == "committed"
         if not committed:
             self._check_snapshot_unused(snapshotter, req.snapshot_id)
         # The image supplies the process config only: its layers are not used.
-        image = self._image_for_container(req.image_ref, snapshotter)  # type: ignore[attr-defined]
-        return self._create(req, image, snapshotter, req.id if committed else source.name,  # type: ignore[attr-defined]
-                            existing=ExistingSnapshot(source.name, committed))
+        image = self.containers.image_for_container(req.image_ref, snapshotter)
+        return self.containers.build(req, image, snapshotter, req.id if committed else source.name,
+                                     existing=ExistingSnapshot(source.name, committed))
 
     def _check_snapshot_unused(self, snapshotter: str, key: str) -> None:
-        for other in self.list_containers():  # type: ignore[attr-defined]  (ContainersMixin)
-            if other.snapshot_key == key and (other.snapshotter or self.snapshotter) == snapshotter:
+        for other in self.containers.list_containers():
+            if other.snapshot_key == key and (other.snapshotter or self.runtime.snapshotter) == snapshotter:
                 raise errors.FailedPrecondition(
                     f"snapshot {key!r} is already the root filesystem of container {other.id!r}",
                     hint=f"checkpoint that container, or prepare_snapshot({snapshotter!r}, NEW_KEY, PARENT) "
@@ -204,11 +207,10 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         _require("stat_snapshot", snapshotter=snapshotter, key=key)
         what = f"snapshot {key!r} in {snapshotter}"
         try:
-            resp = self._snap_call("Stat", snapshots_pb2.StatSnapshotRequest(
-                snapshotter=snapshotter, key=key), what=what)
+            info = self._known(snapshotter, lambda: self.store.stat(snapshotter, key, what=what))
         except errors.NotFound:
             raise _not_found(f"{what} does not exist", snapshotter) from None
-        return snapshot_info(resp.info)
+        return snapshot_info(info)
 
     def snapshot_exists(self, snapshotter: str, key: str) -> bool:
         try:
@@ -220,9 +222,8 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
     def snapshot_usage(self, snapshotter: str, key: str) -> tuple[int, int]:
         """(bytes, inodes) the snapshot uses on disk (its own layer only)."""
         _require("snapshot_usage", snapshotter=snapshotter, key=key)
-        resp = self._snap_call("Usage", snapshots_pb2.UsageRequest(
-            snapshotter=snapshotter, key=key), what=f"disk usage of snapshot {key!r} in {snapshotter}")
-        return int(resp.size), int(resp.inodes)
+        what = f"disk usage of snapshot {key!r} in {snapshotter}"
+        return self._known(snapshotter, lambda: self.store.usage(snapshotter, key, what=what))
 
     def _usage_or_zero(self, snapshotter: str, key: str) -> tuple[int, int]:
         try:
@@ -240,13 +241,13 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         what = f"viewing snapshot {parent!r} as {key!r} in {snapshotter}"
         all_labels = dict(labels or {}) if lease else gc_root_labels(labels)
         try:
-            resp = self._snap_call("View", snapshots_pb2.ViewSnapshotRequest(
-                snapshotter=snapshotter, key=key, parent=parent, labels=all_labels), what=what, lease=lease)
+            mounts = self._known(snapshotter, lambda: self.store.view(snapshotter, key, parent, labels=all_labels,
+                                                                       what=what, lease=lease))
         except errors.NotFound:
             raise _not_found(f"{what}: snapshot {parent!r} does not exist", snapshotter) from None
         except errors.AlreadyExists:
             raise errors.AlreadyExists(f"{what}: snapshot {key!r} already exists") from None
-        return _mount_infos(resp.mounts)
+        return _mount_infos(mounts)
 
     def remove_snapshot(self, snapshotter: str, key: str) -> None:
         """Remove snapshot *key*; FailedPrecondition while other snapshots are built on it."""
@@ -275,7 +276,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
 
     def _remove(self, snapshotter: str, key: str, what: str) -> None:
         try:
-            self._snap_call("Remove", snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key), what=what)
+            self._known(snapshotter, lambda: self.store.remove(snapshotter, key, what=what))
         except errors.NotFound:
             raise errors.NotFound(f"{what}: it does not exist") from None
 
@@ -308,12 +309,12 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         is refused (stop it first).
         """
         _require("checkpoint", container_id=container_id, version=version)
-        record = self.container_record(container_id)
+        record = self.runtime.container_record(container_id)
         if not record.snapshot_key:
             raise errors.FailedPrecondition(f"container {container_id!r} has no snapshot to checkpoint")
-        snapshotter = record.snapshotter or self.snapshotter
+        snapshotter = record.snapshotter or self.runtime.snapshotter
         key = record.snapshot_key
-        process = self.task_process(container_id)
+        process = self.runtime.task_process(container_id)
         if process is not None:
             if process.status != task_pb2.STOPPED:
                 state = task_pb2.Status.Name(process.status).lower()
@@ -321,7 +322,7 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
                     f"checkpoint of container {container_id!r}: its task is {state} (pid {process.pid})",
                     hint="stop it first (stop_container); a checkpoint needs the files at rest")
             # The exited task still holds the root filesystem mount; it must go before the commit.
-            self.remove_task(container_id)
+            self.runtime.remove_task(container_id)
         name = checkpoint_name(container_id, version)
         if self.snapshot_exists(snapshotter, name):
             raise errors.AlreadyExists(f"checkpoint {version!r} of container {container_id!r} already exists "
@@ -338,14 +339,6 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         log.info("checkpoint %s of container %s saved as snapshot %s", version, container_id, name)
         return SnapshotCommitResult(version_snapshot_name=name, active_snapshot_name=key)
 
-    # -- images from containers ----------------------------------------------------------------
-    def commit_container(self, container_id: str, image_ref: str, *, cmd: Optional[list[str]] = None,
-                         env: Optional[list[str]] = None, message: str = "", replace: bool = False) -> ImageInfo:
-        """Save the container's files as a new image (``docker commit``); see :mod:`.commit`."""
-        from .commit import commit_container
-
-        return commit_container(self, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace)
-
     def list_checkpoints(self, container_id: str = "", snapshotter: str = "") -> list[SnapshotInfo]:
         """Checkpoint versions (of one container, or all), oldest first."""
         snapshotter = self._snapshotter(snapshotter)
@@ -355,4 +348,4 @@ class SnapshotsMixin(RuntimeBase):  # DefaultService also mixes in ContainersMix
         return sorted(out, key=lambda s: s.created or datetime.min.replace(tzinfo=timezone.utc))
 
 
-__all__ = ["SnapshotsMixin", "checkpoint_name", "snapshot_info"]
+__all__ = ["SnapshotsPart", "checkpoint_name", "snapshot_info"]

@@ -38,7 +38,7 @@ from .exec import with_runtime_reason
 from .fifo import FifoSet, append_to_file, caller_stdio, copy_in_background
 from .filters import parse_filter, task_fields
 from .pb import containers_pb2, task_pb2, tasks_pb2
-from .runtime_base import RuntimeBase, check_id
+from .runtime_base import Runtime, check_id
 from .shimwatch import find_shim, parent_pid, wait_until_closed
 from .spec import to_json_bytes
 from .task_events import ExitWatcher
@@ -85,13 +85,19 @@ def _signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-class TasksMixin(RuntimeBase):
+class TasksPart:
     """Task methods of the Service contract plus kill_task, wait_task, logs and log_path_for."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.client = runtime.client
+        self.tasks_stub = runtime.tasks_stub
+        self.containers_stub = runtime.containers_stub
 
     def log_path_for(self, container_id: str) -> str:
         """Where ctr-magic keeps a container's log by default: ``<data>/<ns>/containers/<id>/container.log``."""
         check_id(container_id)
-        return os.path.join(self.container_dir(container_id), CONTAINER_LOG_NAME)
+        return os.path.join(self.runtime.container_dir(container_id), CONTAINER_LOG_NAME)
 
     # -- start ---------------------------------------------------------------------------------------
     def start_container(self, container_id: str, opts: Optional[StartTaskOptions] = None) -> None:
@@ -107,7 +113,7 @@ class TasksMixin(RuntimeBase):
         if opts.use_stdio and opts.log_path:
             raise errors.InvalidArgument("start_container: use_stdio and log_path exclude each other",
                                          hint="choose one place for the output")
-        record = self.container_record(container_id)
+        record = self.runtime.container_record(container_id)
         # runc needs the task's terminal flag to match the spec: a container created with tty=True
         # always gets one; asking for one at start turns it on in the spec.
         terminal = opts.terminal or self._spec_has_terminal(record)
@@ -128,7 +134,7 @@ class TasksMixin(RuntimeBase):
             else:
                 request.stdout, request.stderr = path, self._stderr_alias(container_id, path)
             if record.labels.get(LABEL_LOG_PATH) != path:
-                self.update_container_labels(container_id, {LABEL_LOG_PATH: path})
+                self.runtime.update_container_labels(container_id, {LABEL_LOG_PATH: path})
         elif opts.use_stdio:
             fifos = FifoSet(opts.fifo_dir, stdout=True, stderr=not terminal)
             request.stdout = fifos.stdout_path
@@ -166,19 +172,19 @@ class TasksMixin(RuntimeBase):
     def _discard_task(self, container_id: str) -> None:
         """Remove a task we made but could not start (or were interrupted starting): nothing stays."""
         try:
-            process = self.task_process(container_id)
+            process = self.runtime.task_process(container_id)
             if process is None:
                 return
             if process.status not in (task_pb2.STOPPED, task_pb2.CREATED):
-                self.kill_and_wait(container_id)
-            self.remove_task(container_id)
+                self.runtime.kill_and_wait(container_id)
+            self.runtime.remove_task(container_id)
         except Exception:
             log.warning("could not remove the task of %s after a failed start", container_id, exc_info=True)
 
     def _rootfs_mounts(self, record: containers_pb2.Container) -> list[Any]:
         if not record.snapshot_key:
             return []
-        return self.snapshot_mount_list(
+        return self.runtime.snapshot_mount_list(
             record.snapshotter, record.snapshot_key,
             what=f"rootfs of container {record.id} (snapshot {record.snapshot_key} in {record.snapshotter})")
 
@@ -204,13 +210,13 @@ class TasksMixin(RuntimeBase):
         self.client.call(self.containers_stub.Update, containers_pb2.UpdateContainerRequest(
             container=container, update_mask=field_mask_pb2.FieldMask(paths=["spec"])),
             what=f"enabling a terminal for container {record.id}")
-        self.forget_spec(record.id)
+        self.runtime.forget_spec(record.id)
 
     def _stderr_alias(self, container_id: str, log_path: str) -> str:
         """A second name for the log file, for the shim's stderr copy (see the module docstring)."""
         with open(log_path, "ab"):
             pass  # the shim appends to an existing file; it does not create one
-        alias = os.path.join(self.container_dir(container_id), STDERR_ALIAS_NAME)
+        alias = os.path.join(self.runtime.container_dir(container_id), STDERR_ALIAS_NAME)
         os.makedirs(os.path.dirname(alias), exist_ok=True)
         if os.path.islink(alias) and os.readlink(alias) == log_path:
             return alias
@@ -229,13 +235,13 @@ class TasksMixin(RuntimeBase):
                 self.client.call(self.tasks_stub.Create, request, what=what)
                 return
             except errors.AlreadyExists:
-                process = self.task_process(container_id)
+                process = self.runtime.task_process(container_id)
                 if attempt == 2 or process is None or process.status != task_pb2.STOPPED:
                     raise errors.FailedPrecondition(
                         f"container {container_id!r} is already running", hint="stop it first (stop_container)"
                     ) from None
                 log.info("replacing the stopped task of %s", container_id)
-                self.remove_task(container_id)
+                self.runtime.remove_task(container_id)
             except errors.CtrError as exc:
                 if isinstance(exc, (errors.Interrupted, errors.Unavailable)):
                     raise
@@ -249,9 +255,9 @@ class TasksMixin(RuntimeBase):
         """
         opts = opts or StopTaskOptions()
         check_id(container_id)
-        had_task, status = self.signal_and_wait(container_id, opts.signal, max(0.0, opts.timeout))
+        had_task, status = self.runtime.signal_and_wait(container_id, opts.signal, max(0.0, opts.timeout))
         if not had_task:
-            self.container_record(container_id)  # NotFound for an unknown container
+            self.runtime.container_record(container_id)  # NotFound for an unknown container
             return
         if status is not None:
             return
@@ -261,12 +267,12 @@ class TasksMixin(RuntimeBase):
                 f"container {container_id!r} did not stop within {opts.timeout:g}s of {name}",
                 hint="pass StopTaskOptions(force=True) to kill it, or a longer timeout")
         log.info("container %s ignored %s for %gs: killing it", container_id, name, opts.timeout)
-        self.kill_and_wait(container_id)
+        self.runtime.kill_and_wait(container_id)
 
     def kill_task(self, container_id: str, signal: int = _signal.SIGTERM, *, all: bool = False) -> None:
         """Send *signal* to the task (to every process in it with ``all=True``); does not wait."""
         check_id(container_id)
-        if not self.kill_process(container_id, signal, all=all):
+        if not self.runtime.kill_process(container_id, signal, all=all):
             self._require_task(container_id)
             raise errors.FailedPrecondition(f"task of container {container_id!r} is not running")
 
@@ -295,13 +301,13 @@ class TasksMixin(RuntimeBase):
                 raise errors.FailedPrecondition(
                     f"task of container {container_id!r} is {task_pb2.Status.Name(process.status).lower()}",
                     hint="stop it first, or pass DeleteTaskOptions(force=True)")
-            self.kill_and_wait(container_id)
-        self.remove_task(container_id)
+            self.runtime.kill_and_wait(container_id)
+        self.runtime.remove_task(container_id)
 
     def _require_task(self, container_id: str) -> task_pb2.Process:
-        process = self.task_process(container_id)
+        process = self.runtime.task_process(container_id)
         if process is None:
-            self.container_record(container_id)  # NotFound naming the container when it does not exist
+            self.runtime.container_record(container_id)  # NotFound naming the container when it does not exist
             raise errors.NotFound(f"container {container_id!r} has no task", hint="start it with start_container")
         return process
 
@@ -330,7 +336,7 @@ class TasksMixin(RuntimeBase):
         ``follow=True`` keeps reading as the task writes and stops when it exits (or after
         ``timeout`` seconds).
         """
-        record = self.container_record(container_id)
+        record = self.runtime.container_record(container_id)
         path = record.labels.get(LABEL_LOG_PATH) or self.log_path_for(container_id)
         if not os.path.exists(path):
             raise errors.NotFound(
@@ -341,14 +347,14 @@ class TasksMixin(RuntimeBase):
     def _read_log(self, container_id: str, path: str, follow: bool, timeout: Optional[float]) -> Iterator[bytes]:
         exit_future = None
         shim_pid = None
-        process = self.task_process(container_id)
+        process = self.runtime.task_process(container_id)
         if process is not None and process.status == task_pb2.STOPPED:
-            shim_pid = find_shim(self.namespace, container_id)  # it may still be copying the last bytes
+            shim_pid = find_shim(self.runtime.namespace, container_id)  # it may still be copying the last bytes
         elif process is not None and follow:
             exit_future = self.tasks_stub.Wait.future(tasks_pb2.WaitRequest(container_id=container_id),
                                                       metadata=self.client.metadata())
             # The task may have exited already, taking the way to its parent with it: then search.
-            shim_pid = parent_pid(process.pid) or find_shim(self.namespace, container_id)
+            shim_pid = parent_pid(process.pid) or find_shim(self.runtime.namespace, container_id)
         log.debug("reading log of %s (task %s, shim pid %s, follow=%s)", container_id,
                   task_pb2.Status.Name(process.status) if process is not None else "none", shim_pid, follow)
         deadline = time.monotonic() + timeout if timeout is not None else None

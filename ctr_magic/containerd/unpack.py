@@ -31,10 +31,9 @@ from .pb import (
     diff_pb2_grpc,
     leases_pb2,
     leases_pb2_grpc,
-    snapshots_pb2,
-    snapshots_pb2_grpc,
 )
 from .progress import UNPACKED, UNPACKING
+from .snapshotstore import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class Unpacker:
         self._client = client
         self.snapshotter = snapshotter
         self.lease = lease
-        self._snapshots = client.stub(snapshots_pb2_grpc.SnapshotsStub)
+        self._snapshots = SnapshotStore(client)
         self._diff = client.stub(diff_pb2_grpc.DiffStub)
         self._leases = client.stub(leases_pb2_grpc.LeasesStub)
         self._content = ContentStore(client)
@@ -70,13 +69,8 @@ class Unpacker:
 
     # -- snapshots ------------------------------------------------------------------------------
     def exists(self, chain_id: str) -> bool:
-        try:
-            self._call(self._snapshots.Stat,
-                       snapshots_pb2.StatSnapshotRequest(snapshotter=self.snapshotter, key=chain_id),
-                       f"looking up snapshot {chain_id} in {self.snapshotter}")
-        except errors.NotFound:
-            return False
-        return True
+        return self._snapshots.exists(self.snapshotter, chain_id, what=f"looking up snapshot {chain_id} in "
+                                      f"{self.snapshotter}", lease=self.lease, cancel_scope=self._scope)
 
     def present(self, chain_id: str) -> bool:
         """Is *chain_id* unpacked already? If so it is held by our lease first, so that garbage
@@ -103,11 +97,8 @@ class Unpacker:
 
     def _remove(self, key: str) -> None:
         try:
-            self._client.call(self._snapshots.Remove,
-                              snapshots_pb2.RemoveSnapshotRequest(snapshotter=self.snapshotter, key=key),
-                              what=f"removing extraction snapshot {key}", lease=self.lease, timeout=60.0)
-        except errors.NotFound:
-            pass
+            self._snapshots.remove_if_present(self.snapshotter, key, what=f"removing extraction snapshot {key}",
+                                              lease=self.lease, timeout=60.0)
         except errors.CtrError as exc:
             log.warning("could not remove extraction snapshot %r: %s", key, exc)
 
@@ -126,12 +117,9 @@ class Unpacker:
         for _ in range(3):
             key = unpack_key(chain_id)
             try:
-                mounts = self._call(
-                    self._snapshots.Prepare,
-                    snapshots_pb2.PrepareSnapshotRequest(snapshotter=self.snapshotter, key=key, parent=parent,
-                                                         labels=labels),
-                    f"preparing a snapshot for layer {layer.digest}",
-                ).mounts
+                mounts = self._snapshots.prepare(
+                    self.snapshotter, key, parent, labels=labels, what=f"preparing a snapshot for layer {layer.digest}",
+                    lease=self.lease, cancel_scope=self._scope)
                 break
             except errors.AlreadyExists:
                 if self.exists(chain_id):
@@ -157,12 +145,9 @@ class Unpacker:
                     hint="the image is inconsistent; rebuild or re-push it",
                 )
             try:
-                self._call(
-                    self._snapshots.Commit,
-                    snapshots_pb2.CommitSnapshotRequest(snapshotter=self.snapshotter, name=chain_id, key=key,
-                                                        labels=labels),
-                    f"committing snapshot {chain_id}",
-                )
+                self._snapshots.commit(self.snapshotter, chain_id, key, labels=labels,
+                                       what=f"committing snapshot {chain_id}", lease=self.lease,
+                                       cancel_scope=self._scope)
             except errors.AlreadyExists:
                 self._remove(key)
                 return False

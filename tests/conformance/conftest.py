@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from ctr_magic import capabilities, errors
-from ctr_magic.daemon import Environment, EnvironmentInfo, find_binary, unmount_all
-from ctr_magic.imagebuild import busybox_path, publish_test_images
+from ctr_magic.env import Environment, EnvironmentInfo, find_binary, unmount_all
+from ctr_magic.testimages import busybox_path, publish_test_images
 from ctr_magic.types import (
     ContainerSpec,
     CreateContainerRequest,

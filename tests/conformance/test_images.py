@@ -7,8 +7,8 @@ import contextlib
 import pytest
 
 from ctr_magic import errors
-from ctr_magic.imagebuild import registry_manifest_digest
 from ctr_magic.reference import normalize
+from ctr_magic.testimages import registry_manifest_digest
 from ctr_magic.types import DeleteImageOptions, LayerProgress, PullImageOptions
 
 from .conftest import Backend

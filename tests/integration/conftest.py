@@ -16,8 +16,8 @@ import pytest
 from images_support import ctr_cmd
 
 from ctr_magic import errors
-from ctr_magic.daemon import Environment, EnvironmentInfo, find_binary
-from ctr_magic.imagebuild import busybox_path, publish_test_images
+from ctr_magic.env import Environment, EnvironmentInfo, find_binary
+from ctr_magic.testimages import busybox_path, publish_test_images
 
 if TYPE_CHECKING:
     from ctr_magic.containerd.service import DefaultService

@@ -25,7 +25,7 @@ from ctr_magic.containerd.pb import (
     snapshots_pb2_grpc,
 )
 from ctr_magic.containerd.service import DefaultService
-from ctr_magic.daemon import EnvironmentInfo, find_binary
+from ctr_magic.env import EnvironmentInfo, find_binary
 
 SNAPSHOTTER = "overlayfs"
 

@@ -24,8 +24,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from ctr_magic import errors
-from ctr_magic.daemon import Environment, EnvironmentInfo, default_base_dir
-from ctr_magic.magics.failure import CellFailure
+from ctr_magic.env import Environment, EnvironmentInfo, default_base_dir
+from ctr_magic.notebook.magics.failure import CellFailure
 from ctr_magic.types import DeleteContainerOptions
 
 BACKENDS = ("containerd", "docker")

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 from tasks_support import wait_for
 
-from ctr_magic.daemon import find_binary
+from ctr_magic.env import find_binary
 
 
 def free_port() -> int:

@@ -147,7 +147,7 @@ class Tracker:
             if snapshot_exists(self.svc, key, snapshotter):
                 problems.append(f"snapshot {key} left in {snapshotter}")
                 try:
-                    self.svc._remove_snapshot(snapshotter, key)
+                    self.svc.snapshot_store.remove_if_present(snapshotter, key)
                 except errors.CtrError:
                     pass
         return problems

@@ -17,8 +17,8 @@ import pytest
 
 from ctr_magic import connect, errors
 from ctr_magic.apple import AppleService, AppleServiceConfig
-from ctr_magic.daemon import EnvironmentInfo, mounts_under, unmount_all
 from ctr_magic.docker.api import EngineAPI
+from ctr_magic.env import EnvironmentInfo, mounts_under, unmount_all
 from ctr_magic.types import ContainerSpec, CreateContainerRequest, DeleteContainerOptions, ExecTaskRequest
 
 FAKE_SOCKTAINER = Path(__file__).resolve().parent.parent / "fake_socktainer" / "socktainer"

@@ -4,7 +4,7 @@ import re
 
 import ctr_magic
 from ctr_magic.containerd.service import DefaultService
-from ctr_magic.daemon import EnvironmentInfo
+from ctr_magic.env import EnvironmentInfo
 
 
 def test_version_matches_ctr(service: DefaultService, ctr) -> None:

@@ -20,9 +20,10 @@ import pytest
 from images_support import ctr_cmd
 
 from ctr_magic import cli, errors
-from ctr_magic import daemon as daemon_mod
-from ctr_magic.daemon import Environment, EnvironmentInfo, find_binary
-from ctr_magic.imagebuild import build_test_images, host_platform, publish_test_images, registry_manifest_digest
+from ctr_magic.env import Environment, EnvironmentInfo, find_binary
+from ctr_magic.env import binaries as daemon_mod
+from ctr_magic.platforms import host_platform
+from ctr_magic.testimages import build_test_images, publish_test_images, registry_manifest_digest
 
 # ----------------------------------------------------------------------------- helpers (independent of daemon.py)
 
@@ -184,7 +185,7 @@ def test_published_images_pull_and_run(
         assert out.splitlines() == ["layer 1", "layer 4"]
 
         out = ctr("run", "--rm", test_images["multi"], unique_id + "-m", "cat", "/platform.txt").stdout
-        assert out.strip() == host_platform()["architecture"]
+        assert out.strip() == host_platform().architecture
     finally:
         ctr("images", "rm", *test_images.values(), check=False)
     assert ctr("containers", "ls", "-q").stdout.split() == []

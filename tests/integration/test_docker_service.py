@@ -22,9 +22,10 @@ import pytest
 from tasks_support import wait_for
 
 from ctr_magic import connect, errors
-from ctr_magic.daemon import Environment, EnvironmentInfo
 from ctr_magic.docker.service import DockerService, socket_from_env
-from ctr_magic.imagebuild import OCILayout, large_random_image, publish
+from ctr_magic.env import Environment, EnvironmentInfo
+from ctr_magic.ocilayout import OCILayout
+from ctr_magic.testimages import large_random_image, publish
 from ctr_magic.types import (
     ContainerSpec,
     CreateContainerRequest,

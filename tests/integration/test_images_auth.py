@@ -15,7 +15,7 @@ import pytest
 from images_support import assert_nothing_left, snapshots
 from registry_servers import PrivateRegistry, TokenIssuer, skopeo_copy, skopeo_inspect_raw, write_docker_config
 
-from ctr_magic import errors, imagebuild
+from ctr_magic import errors, ocilayout, testimages
 from ctr_magic.containerd.service import DefaultService
 from ctr_magic.registry import Credentials, RegistryOptions
 from ctr_magic.types import DeleteImageOptions
@@ -42,13 +42,13 @@ def _assert_no_secret(text: str, *passwords: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def busybox_layout(tmp_path_factory: pytest.TempPathFactory) -> imagebuild.BuiltImage:
-    return imagebuild.busybox_single_layer(tmp_path_factory.mktemp("auth-image"), tag="busybox")
+def busybox_layout(tmp_path_factory: pytest.TempPathFactory) -> ocilayout.BuiltImage:
+    return testimages.busybox_single_layer(tmp_path_factory.mktemp("auth-image"), tag="busybox")
 
 
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory,
-                   busybox_layout: imagebuild.BuiltImage) -> Iterator[PrivateRegistry]:
+                   busybox_layout: ocilayout.BuiltImage) -> Iterator[PrivateRegistry]:
     with PrivateRegistry(tmp_path_factory.mktemp("basic-registry"), htpasswd_users={USER: PASSWORD}) as reg:
         skopeo_copy(busybox_layout.oci_ref, f"docker://{reg.addr}/private/busybox:latest", creds=f"{USER}:{PASSWORD}")
         yield reg
@@ -56,7 +56,7 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture(scope="module")
 def token_setup(tmp_path_factory: pytest.TempPathFactory,
-                busybox_layout: imagebuild.BuiltImage) -> Iterator[tuple[PrivateRegistry, TokenIssuer]]:
+                busybox_layout: ocilayout.BuiltImage) -> Iterator[tuple[PrivateRegistry, TokenIssuer]]:
     work = tmp_path_factory.mktemp("token-registry")
     issuer = TokenIssuer(work, {USER: PASSWORD}, refresh_tokens={REFRESH: USER})
     with issuer, PrivateRegistry(work / "reg", token_issuer=issuer) as reg:

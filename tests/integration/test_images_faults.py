@@ -13,7 +13,7 @@ import pytest
 from images_support import active_ingests, assert_nothing_left, content_digests, gc, snapshots
 from registry_servers import PrivateRegistry, TamperingProxy
 
-from ctr_magic import errors, imagebuild
+from ctr_magic import errors, ocilayout, testimages
 from ctr_magic.containerd.ingest import BlobCorrupt
 from ctr_magic.containerd.leases import Lease, list_leases
 from ctr_magic.containerd.service import DefaultService
@@ -28,16 +28,16 @@ BIG_LAYER_MIB = 24
 
 
 @pytest.fixture(scope="module")
-def big_layout(tmp_path_factory: pytest.TempPathFactory) -> imagebuild.BuiltImage:
+def big_layout(tmp_path_factory: pytest.TempPathFactory) -> ocilayout.BuiltImage:
     """Busybox plus two layers of incompressible data, big enough to be caught mid-download."""
-    return imagebuild.large_random_image(tmp_path_factory.mktemp("big-image"), layers=2, size_mib=BIG_LAYER_MIB,
+    return testimages.large_random_image(tmp_path_factory.mktemp("big-image"), layers=2, size_mib=BIG_LAYER_MIB,
                                          seed=7)
 
 
 @pytest.fixture
-def private_registry(tmp_path: Path, big_layout: imagebuild.BuiltImage) -> Iterator[PrivateRegistry]:
+def private_registry(tmp_path: Path, big_layout: ocilayout.BuiltImage) -> Iterator[PrivateRegistry]:
     with PrivateRegistry(tmp_path / "registry") as reg:
-        imagebuild.publish(big_layout.layout, reg.addr, "ctr-magic/big", "latest", src_tag=big_layout.tag)
+        testimages.publish(big_layout.layout, reg.addr, "ctr-magic/big", "latest", src_tag=big_layout.tag)
         yield reg
 
 
@@ -52,9 +52,9 @@ def test_corrupt_blob_is_refused_and_nothing_committed(svc: DefaultService, regi
     import secrets
 
     seed = secrets.randbits(32)
-    built = imagebuild.large_random_image(tmp_path / "layout", layers=1, size_mib=1, seed=seed)
+    built = testimages.large_random_image(tmp_path / "layout", layers=1, size_mib=1, seed=seed)
     ref = f"{registry}/ctr-magic/corrupt-{seed:08x}:latest"
-    imagebuild.publish(built.layout, registry, f"ctr-magic/corrupt-{seed:08x}", "latest", src_tag=built.tag)
+    testimages.publish(built.layout, registry, f"ctr-magic/corrupt-{seed:08x}", "latest", src_tag=built.tag)
     with TamperingProxy(registry) as proxy:
         proxied = ref.replace(registry, proxy.addr)
         # Learn the layer digests from the registry itself, then corrupt the top layer on the way.

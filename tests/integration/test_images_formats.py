@@ -11,7 +11,7 @@ import pytest
 from images_support import assert_nothing_left, content_labels, ctr_cmd, snapshots
 from registry_servers import skopeo_copy, skopeo_inspect_raw
 
-from ctr_magic import errors, imagebuild
+from ctr_magic import errors, ocilayout, testimages
 from ctr_magic.constants import (
     MEDIA_DOCKER_CONFIG,
     MEDIA_DOCKER_LAYER_GZIP,
@@ -21,7 +21,7 @@ from ctr_magic.constants import (
     MEDIA_OCI_MANIFEST,
 )
 from ctr_magic.containerd.service import DefaultService
-from ctr_magic.daemon import EnvironmentInfo
+from ctr_magic.env import EnvironmentInfo
 from ctr_magic.types import DeleteImageOptions, PullImageOptions
 
 images_namespace = images_support.images_namespace
@@ -47,11 +47,11 @@ def _push_docker_manifest_list(registry: str, repo: str, children: list[tuple[st
 @pytest.fixture(scope="module")
 def formats(registry: str, test_images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """name -> reference: OCI manifest, OCI index, Docker schema 2, Docker manifest list, empty layer."""
-    layout = imagebuild.OCILayout(tmp_path_factory.mktemp("format-images"))
-    busybox = imagebuild.busybox_single_layer(layout, tag="busybox")
-    multi = imagebuild.multi_platform_index(layout, tag="multi")
+    layout = ocilayout.OCILayout(tmp_path_factory.mktemp("format-images"))
+    busybox = testimages.busybox_single_layer(layout, tag="busybox")
+    multi = testimages.multi_platform_index(layout, tag="multi")
     empty = layout.add_layer({}, created_by="ctr-magic: empty layer")
-    with_empty = layout.tag(layout.add_image([imagebuild._busybox_layer(layout), empty]), "empty")
+    with_empty = layout.tag(layout.add_image([testimages.busybox_layer(layout), empty]), "empty")
     skopeo_copy(busybox.oci_ref, f"docker://{registry}/ctr-magic/v2s2:latest", "--format", "v2s2")
     for arch, variant in (("amd64", ""), ("arm64", "v8")):
         extra = ["--override-arch", arch] + (["--override-variant", variant] if variant else [])
@@ -60,7 +60,7 @@ def formats(registry: str, test_images: dict[str, str], tmp_path_factory: pytest
     platforms = [("amd64", {"os": "linux", "architecture": "amd64"}),
                  ("arm64", {"os": "linux", "architecture": "arm64", "variant": "v8"})]
     _push_docker_manifest_list(registry, "ctr-magic/mlist", platforms)
-    imagebuild.publish(with_empty.layout, registry, "ctr-magic/empty-layer", "latest", src_tag="empty")
+    testimages.publish(with_empty.layout, registry, "ctr-magic/empty-layer", "latest", src_tag="empty")
     return {
         "oci-manifest": test_images["busybox"],
         "oci-index": test_images["multi"],

@@ -21,7 +21,7 @@ from ctr_magic import errors
 from ctr_magic.containerd.client import ContainerdClient
 from ctr_magic.containerd.imagestore import chain_ids
 from ctr_magic.containerd.service import DefaultService
-from ctr_magic.daemon import EnvironmentInfo
+from ctr_magic.env import EnvironmentInfo
 from ctr_magic.types import DeleteImageOptions, LayerProgress, PullImageOptions
 
 images_namespace = images_support.images_namespace

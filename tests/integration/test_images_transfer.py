@@ -16,11 +16,11 @@ import pytest
 from images_support import assert_nothing_left, ctr_cmd, snapshots, wipe_namespace
 from registry_servers import skopeo_inspect_raw
 
-from ctr_magic import errors, imagebuild
+from ctr_magic import errors, ocilayout, testimages
 from ctr_magic.constants import MEDIA_DOCKER_MANIFEST, MEDIA_OCI_MANIFEST
 from ctr_magic.containerd.client import ContainerdClient
 from ctr_magic.containerd.service import DefaultService
-from ctr_magic.daemon import Environment, EnvironmentInfo, find_binary
+from ctr_magic.env import Environment, EnvironmentInfo, find_binary
 from ctr_magic.types import DeleteImageOptions, LayerProgress
 
 images_namespace = images_support.images_namespace
@@ -162,7 +162,7 @@ def test_export_is_accepted_by_docker_load(svc: DefaultService, test_images: dic
 # --------------------------------------------------------------------------- import
 
 
-def _docker_save_tar(layout: imagebuild.OCILayout, image: imagebuild.BuiltImage, repo_tag: str) -> bytes:
+def _docker_save_tar(layout: ocilayout.OCILayout, image: ocilayout.BuiltImage, repo_tag: str) -> bytes:
     """A tar in the format of `docker save` (20.10): layer.tar per layer, <config>.json, manifest.json."""
     manifest = layout.read_json(image.digest)
     config_hex = manifest["config"]["digest"].split(":")[1]  # type: ignore[index]
@@ -191,8 +191,8 @@ def _docker_save_tar(layout: imagebuild.OCILayout, image: imagebuild.BuiltImage,
 
 def test_import_docker_save_tar(svc: DefaultService, tmp_path: Path, environment: EnvironmentInfo,
                                 images_namespace: str, unique_id: str) -> None:
-    layout = imagebuild.OCILayout(tmp_path / "layout")
-    image = imagebuild.busybox_with_config(layout, tag="v1")
+    layout = ocilayout.OCILayout(tmp_path / "layout")
+    image = testimages.busybox_with_config(layout, tag="v1")
     archive = tmp_path / "saved.tar"
     archive.write_bytes(_docker_save_tar(layout, image, "ctr-magic/saved:v1"))
     imported = svc.import_image(str(archive))
@@ -216,8 +216,8 @@ def _tar_dir(directory: Path) -> bytes:
 
 
 def test_import_oci_layout_tar(svc: DefaultService, tmp_path: Path) -> None:
-    layout = imagebuild.OCILayout(tmp_path / "layout")
-    image = imagebuild.busybox_multi_layer(layout, 3, tag="v3")
+    layout = ocilayout.OCILayout(tmp_path / "layout")
+    image = testimages.busybox_multi_layer(layout, 3, tag="v3")
     data = _tar_dir(layout.path)
     named = svc.import_image(io.BytesIO(data), name="localhost/ctr-magic/from-layout")
     assert [(i.name, i.id) for i in named] == [("localhost/ctr-magic/from-layout:v3", image.digest)]

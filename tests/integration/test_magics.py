@@ -17,8 +17,8 @@ from tasks_support import wait_for
 from traitlets.config import Config
 
 from ctr_magic.errors import CtrError, Interrupted, InvalidArgument, NotFound
-from ctr_magic.magics import CtrMagic
-from ctr_magic.magics.failure import CellFailure
+from ctr_magic.notebook.magics import CtrMagic
+from ctr_magic.notebook.magics.failure import CellFailure
 from ctr_magic.types import DeleteContainerOptions
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from ctr_magic import errors, mount_container_snapshot, mount_snapshot
 from ctr_magic.constants import VIEW_SNAPSHOT_PREFIX
-from ctr_magic.containerd.mounts import mount_points
 from ctr_magic.containerd.service import DefaultService
+from ctr_magic.hostmount import mount_points
 from ctr_magic.types import ContainerSpec, CreateContainerRequest, DeleteContainerOptions, ExecTaskRequest, MountInfo
 
 SN = "overlayfs"
@@ -161,7 +161,7 @@ def test_not_root_is_a_clear_error(service: DefaultService, monkeypatch: pytest.
 
 def test_overlay_data_longer_than_a_page(tmp_path: Path) -> None:
     """60 layers with long paths: the mount data exceeds the kernel's page limit and is shortened."""
-    from ctr_magic.containerd.mounts import mount_one, unmount
+    from ctr_magic.hostmount import mount_one, unmount
 
     deep = tmp_path / ("d" * 60)
     layers = []
@@ -186,15 +186,8 @@ def test_overlay_data_longer_than_a_page(tmp_path: Path) -> None:
 
 
 def test_option_parsing_and_read_only_conversion() -> None:
-    from ctr_magic.containerd.mounts import (
-        MS_BIND,
-        MS_NOSUID,
-        MS_PRIVATE,
-        MS_RDONLY,
-        MS_REC,
-        parse_options,
-        read_only_mounts,
-    )
+    from ctr_magic.containerd.mounts import read_only_mounts
+    from ctr_magic.hostmount import MS_BIND, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, parse_options
 
     flags, propagation, data = parse_options(["ro", "rbind", "nosuid", "rprivate", "index=off", "rw", "ro"])
     assert flags == MS_RDONLY | MS_BIND | MS_REC | MS_NOSUID

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 
 from ctr_magic import errors
-from ctr_magic.containerd.mounts import mount_points
 from ctr_magic.containerd.network import default_ipam_dir, network_config_path, write_default_network_config
 from ctr_magic.containerd.service import DefaultService
-from ctr_magic.daemon import EnvironmentInfo, cni_bin_dir
+from ctr_magic.env import EnvironmentInfo, cni_bin_dir
+from ctr_magic.hostmount import mount_points
 from ctr_magic.types import (
     ContainerSpec,
     CreateContainerRequest,

@@ -248,7 +248,7 @@ def test_interrupt_raises_inside_and_leaves_no_process(shell: Any, backend: Back
 
 
 def test_a_cell_that_ignores_the_interrupt_loses_its_agent(shell: Any, backend: Backend, box: str) -> None:
-    from ctr_magic.magics import CtrMagic
+    from ctr_magic.notebook.magics import CtrMagic
 
     magic = next(c for c in shell.configurables if isinstance(c, CtrMagic))
     ok(shell, f"%%ctr py {box} --fresh\nbefore = 1")

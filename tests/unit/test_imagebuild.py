@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ctr_magic import errors
-from ctr_magic import imagebuild as ib
+from ctr_magic import constants, errors, ocilayout, platforms, testimages
+from ctr_magic.testimages import busybox
 
 try:
-    ib.busybox_path()
+    testimages.busybox_path()
     HAVE_BUSYBOX = True
 except errors.Unavailable:
     HAVE_BUSYBOX = False
@@ -49,17 +49,17 @@ def _walk(layout: Path, desc: dict) -> int:
     data = _check_descriptor(layout, desc)
     doc = json.loads(data)
     assert doc["schemaVersion"] == 2
-    if desc["mediaType"] == ib.MEDIA_OCI_INDEX:
-        assert doc["mediaType"] == ib.MEDIA_OCI_INDEX
+    if desc["mediaType"] == constants.MEDIA_OCI_INDEX:
+        assert doc["mediaType"] == constants.MEDIA_OCI_INDEX
         for m in doc["manifests"]:
             assert m["platform"]["os"] == "linux"
         return sum(_walk(layout, m) for m in doc["manifests"])
-    assert desc["mediaType"] == doc["mediaType"] == ib.MEDIA_OCI_MANIFEST
+    assert desc["mediaType"] == doc["mediaType"] == constants.MEDIA_OCI_MANIFEST
     config = json.loads(_check_descriptor(layout, doc["config"]))
-    assert doc["config"]["mediaType"] == ib.MEDIA_OCI_CONFIG
+    assert doc["config"]["mediaType"] == constants.MEDIA_OCI_CONFIG
     assert len(config["rootfs"]["diff_ids"]) == len(doc["layers"]) == len(config["history"])
     for layer, diff_id in zip(doc["layers"], config["rootfs"]["diff_ids"], strict=True):
-        assert layer["mediaType"] == ib.MEDIA_OCI_LAYER_GZIP
+        assert layer["mediaType"] == constants.MEDIA_OCI_LAYER_GZIP
         compressed = _check_descriptor(layout, layer)
         assert "sha256:" + hashlib.sha256(gzip.decompress(compressed)).hexdigest() == diff_id
     return 1
@@ -72,14 +72,14 @@ def test_layer_tar_is_deterministic_sorted_and_root_owned(tmp_path: Path) -> Non
     tree = {
         "/b/file.txt": b"b",
         "a/z.txt": "z",
-        "a/sub/deep.sh": ib.File(b"#!/bin/sh\n", mode=0o755),
-        "a/link": ib.Symlink("z.txt"),
-        "home/app": ib.Dir(uid=1000, gid=1000),
-        "tmp": ib.Dir(mode=0o1777),
-        "etc/gone": ib.Whiteout(),
+        "a/sub/deep.sh": ocilayout.File(b"#!/bin/sh\n", mode=0o755),
+        "a/link": ocilayout.Symlink("z.txt"),
+        "home/app": ocilayout.Dir(uid=1000, gid=1000),
+        "tmp": ocilayout.Dir(mode=0o1777),
+        "etc/gone": ocilayout.Whiteout(),
     }
-    one = ib.OCILayout(tmp_path / "one").add_layer(tree)
-    two = ib.OCILayout(tmp_path / "two").add_layer(dict(reversed(list(tree.items()))))
+    one = ocilayout.OCILayout(tmp_path / "one").add_layer(tree)
+    two = ocilayout.OCILayout(tmp_path / "two").add_layer(dict(reversed(list(tree.items()))))
     assert one == two
     assert _blob(tmp_path / "one", one.digest) == _blob(tmp_path / "two", two.digest)
 
@@ -110,13 +110,14 @@ def test_layer_tar_is_deterministic_sorted_and_root_owned(tmp_path: Path) -> Non
 @pytest.mark.parametrize("bad", ["", "/", "../etc/passwd", "a/../../x"])
 def test_invalid_paths_are_rejected(tmp_path: Path, bad: str) -> None:
     with pytest.raises(errors.InvalidArgument):
-        ib.OCILayout(tmp_path).add_layer({bad: b"x"})
+        ocilayout.OCILayout(tmp_path).add_layer({bad: b"x"})
 
 
 def test_image_config_manifest_and_index_json(tmp_path: Path) -> None:
-    layout = ib.OCILayout(tmp_path)
+    layout = ocilayout.OCILayout(tmp_path)
     layer = layout.add_layer({"hello.txt": "hi\n"}, created_by="test layer")
-    cfg = ib.ImageConfig(env=["A=1"], entrypoint=["/x"], cmd=["y"], working_dir="/w", user="app", labels={"k": "v"})
+    cfg = ocilayout.ImageConfig(env=["A=1"], entrypoint=["/x"], cmd=["y"], working_dir="/w", user="app",
+                                labels={"k": "v"})
     desc = layout.add_image([layer], cfg, platform={"os": "linux", "architecture": "arm64", "variant": "v8"})
     image = layout.tag(desc, "v1")
     assert image.oci_ref == f"oci:{tmp_path}:v1"
@@ -124,7 +125,7 @@ def test_image_config_manifest_and_index_json(tmp_path: Path) -> None:
 
     index = json.loads((tmp_path / "index.json").read_text())
     assert json.loads((tmp_path / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
-    assert [m["annotations"][ib.ANNOTATION_REF_NAME] for m in index["manifests"]] == ["v1"]
+    assert [m["annotations"][ocilayout.ANNOTATION_REF_NAME] for m in index["manifests"]] == ["v1"]
     assert _walk(tmp_path, index["manifests"][0]) == 1
 
     manifest = _json(tmp_path, desc.digest)
@@ -147,9 +148,9 @@ def test_image_config_manifest_and_index_json(tmp_path: Path) -> None:
 
 
 def test_random_layers_are_reproducible_and_incompressible(tmp_path: Path) -> None:
-    def build(where: str, seed: int) -> ib.Layer:
-        tree = {"data.bin": ib.random_stream_file(3 * (1 << 20) + 123, seed=str(seed))}
-        return ib.OCILayout(tmp_path / where).add_layer(tree, compresslevel=1)
+    def build(where: str, seed: int) -> ocilayout.Layer:
+        tree = {"data.bin": testimages.random_stream_file(3 * (1 << 20) + 123, seed=str(seed))}
+        return ocilayout.OCILayout(tmp_path / where).add_layer(tree, compresslevel=1)
 
     a, b, c = build("a", 1), build("b", 1), build("c", 2)
     assert a == b
@@ -162,27 +163,29 @@ def test_random_layers_are_reproducible_and_incompressible(tmp_path: Path) -> No
 
 
 def test_host_platform_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ib._platform, "machine", lambda: "x86_64")
-    assert ib.host_platform() == {"os": "linux", "architecture": "amd64"}
-    monkeypatch.setattr(ib._platform, "machine", lambda: "aarch64")
-    assert ib.host_platform() == {"os": "linux", "architecture": "arm64", "variant": "v8"}
-    assert ib.parse_platform("linux/arm64") == {"os": "linux", "architecture": "arm64", "variant": "v8"}
+    # The layout writer takes its platforms from ctr_magic.platforms (one implementation).
+    monkeypatch.setattr(platforms._platform, "machine", lambda: "x86_64")
+    assert platforms.host_platform().to_oci() == {"os": "linux", "architecture": "amd64"}
+    monkeypatch.setattr(platforms._platform, "machine", lambda: "aarch64")
+    assert platforms.host_platform().to_oci() == {"os": "linux", "architecture": "arm64", "variant": "v8"}
+    arm64 = {"os": "linux", "architecture": "arm64", "variant": "v8"}
+    assert platforms.parse_platform("linux/arm64/v8").to_oci() == arm64
     with pytest.raises(errors.InvalidArgument):
-        ib.parse_platform("arm64")
+        platforms.parse_platform("linux/arm64/v8/extra")
 
 
 def test_dynamic_busybox_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     dynamic = next((p for p in ("/bin/ls", "/usr/bin/ls", "/bin/true") if Path(p).exists()), None)
-    if dynamic is None or ib._elf_is_static(Path(dynamic)):
+    if dynamic is None or busybox._elf_is_static(Path(dynamic)):
         pytest.skip("no dynamically linked binary to test with")
-    monkeypatch.setattr(ib.shutil, "which", lambda *a, **k: dynamic)
+    monkeypatch.setattr(busybox.shutil, "which", lambda *a, **k: dynamic)
     with pytest.raises(errors.Unavailable, match="busybox-static"):
-        ib.busybox_path()
+        testimages.busybox_path()
 
 
 def test_publish_rejects_colon_in_layout_path(tmp_path: Path) -> None:
     with pytest.raises(errors.InvalidArgument):
-        ib.publish(tmp_path / "a:b", "127.0.0.1:1", "repo", "tag")
+        testimages.publish(tmp_path / "a:b", "127.0.0.1:1", "repo", "tag")
 
 
 # ----------------------------------------------------------------------------- busybox presets
@@ -190,11 +193,11 @@ def test_publish_rejects_colon_in_layout_path(tmp_path: Path) -> None:
 
 @needs_busybox
 def test_presets_are_deterministic_and_valid(tmp_path: Path) -> None:
-    first = ib.build_test_images(tmp_path / "one")
-    second = ib.build_test_images(tmp_path / "two")
+    first = testimages.build_test_images(tmp_path / "one")
+    second = testimages.build_test_images(tmp_path / "two")
     assert {k: v.digest for k, v in first.items()} == {k: v.digest for k, v in second.items()}
     index = json.loads((tmp_path / "one" / "index.json").read_text())
-    assert sorted(m["annotations"][ib.ANNOTATION_REF_NAME] for m in index["manifests"]) == sorted(first)
+    assert sorted(m["annotations"][ocilayout.ANNOTATION_REF_NAME] for m in index["manifests"]) == sorted(first)
     assert sum(_walk(tmp_path / "one", m) for m in index["manifests"]) == 3 + 2
     # no stray temp files
     assert not [p for p in (tmp_path / "one" / "blobs" / "sha256").iterdir() if p.name.startswith(".")]
@@ -202,14 +205,14 @@ def test_presets_are_deterministic_and_valid(tmp_path: Path) -> None:
 
 @needs_busybox
 def test_busybox_layer_contents(tmp_path: Path) -> None:
-    image = ib.busybox_single_layer(tmp_path)
+    image = testimages.busybox_single_layer(tmp_path)
     manifest = _json(tmp_path, image.digest)
     assert len(manifest["layers"]) == 1
     members, tar = _tar_members(tmp_path, manifest["layers"][0]["digest"])
     by_name = {m.name: m for m in members}
     bb = by_name["bin/busybox"]
     assert bb.isfile() and bb.mode == 0o755
-    assert tar.extractfile(bb).read() == ib.busybox_path().read_bytes()  # type: ignore[union-attr]
+    assert tar.extractfile(bb).read() == testimages.busybox_path().read_bytes()  # type: ignore[union-attr]
     for applet in ("sh", "ls", "cat", "echo", "sleep", "wget", "httpd", "nc", "ip", "sha256sum", "uname"):
         link = by_name[f"bin/{applet}"]
         assert link.issym() and link.linkname == "busybox"
@@ -222,13 +225,13 @@ def test_busybox_layer_contents(tmp_path: Path) -> None:
     assert (by_name["home/app"].uid, by_name["home/app"].gid) == (1000, 1000)
     assert all(m.mtime == 0 for m in members)
     config = _json(tmp_path, manifest["config"]["digest"])
-    assert config["architecture"] == ib.host_platform()["architecture"]
+    assert config["architecture"] == platforms.host_platform().architecture
     assert config["config"]["Cmd"] == ["/bin/sh"]
 
 
 @needs_busybox
 def test_multi_layer_preset(tmp_path: Path) -> None:
-    image = ib.busybox_multi_layer(tmp_path, 5)
+    image = testimages.busybox_multi_layer(tmp_path, 5)
     assert image.tag == "5"
     manifest = _json(tmp_path, image.digest)
     assert len(manifest["layers"]) == 5
@@ -236,12 +239,12 @@ def test_multi_layer_preset(tmp_path: Path) -> None:
         _, tar = _tar_members(tmp_path, layer["digest"])
         assert tar.extractfile(f"layer-{i}.txt").read() == f"layer {i}\n".encode()  # type: ignore[union-attr]
     with pytest.raises(errors.InvalidArgument):
-        ib.busybox_multi_layer(tmp_path, 0)
+        testimages.busybox_multi_layer(tmp_path, 0)
 
 
 @needs_busybox
 def test_config_preset(tmp_path: Path) -> None:
-    image = ib.busybox_with_config(tmp_path)
+    image = testimages.busybox_with_config(tmp_path)
     config = _json(tmp_path, _json(tmp_path, image.digest)["config"]["digest"])["config"]
     assert "FOO=bar" in config["Env"] and any(e.startswith("PATH=") for e in config["Env"])
     assert config["WorkingDir"] == "/work"
@@ -252,7 +255,7 @@ def test_config_preset(tmp_path: Path) -> None:
 
 @needs_busybox
 def test_multi_platform_preset(tmp_path: Path) -> None:
-    image = ib.multi_platform_index(tmp_path)
+    image = testimages.multi_platform_index(tmp_path)
     assert image.is_index
     index = _json(tmp_path, image.digest)
     seen = {}
@@ -269,14 +272,14 @@ def test_multi_platform_preset(tmp_path: Path) -> None:
     assert seen["amd64"] == seen["arm64"], "the busybox layer is shared"
     # the index.json entry of an index carries no platform
     entry = json.loads((tmp_path / "index.json").read_text())["manifests"][0]
-    assert entry["mediaType"] == ib.MEDIA_OCI_INDEX and "platform" not in entry
+    assert entry["mediaType"] == constants.MEDIA_OCI_INDEX and "platform" not in entry
 
 
 @needs_busybox
 def test_large_random_image_small_shape(tmp_path: Path) -> None:
-    a = ib.large_random_image(tmp_path / "a", layers=2, size_mib=1, seed=7)
-    b = ib.large_random_image(tmp_path / "b", layers=2, size_mib=1, seed=7)
-    c = ib.large_random_image(tmp_path / "c", layers=2, size_mib=1, seed=8)
+    a = testimages.large_random_image(tmp_path / "a", layers=2, size_mib=1, seed=7)
+    b = testimages.large_random_image(tmp_path / "b", layers=2, size_mib=1, seed=7)
+    c = testimages.large_random_image(tmp_path / "c", layers=2, size_mib=1, seed=8)
     assert a.digest == b.digest != c.digest
     manifest = _json(tmp_path / "a", a.digest)
     assert len(manifest["layers"]) == 3

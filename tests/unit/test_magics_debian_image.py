@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ctr_magic.debian_image import FALLBACK_MIRROR, cache_key, debian_mirror, rootfs_tree
-from ctr_magic.imagebuild import Dir, OCILayout, StreamFile, Symlink
+from ctr_magic.ocilayout import Dir, OCILayout, StreamFile, Symlink
 
 
 def test_mirror_from_deb822_sources(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from ctr_magic.frames import (
+from ctr_magic.notebook.frames import (
     NO_TASK,
     SIZE_COLUMNS_ATTR,
     CtrFrame,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ctr_magic.errors import InvalidArgument
-from ctr_magic.lock import LockFile, lock_key, pinned, write_lock
+from ctr_magic.notebook.lock import LockFile, lock_key, pinned, write_lock
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

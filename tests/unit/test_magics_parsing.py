@@ -8,8 +8,8 @@ import signal
 import pytest
 
 from ctr_magic.errors import InvalidArgument
-from ctr_magic.magics import argtypes, parsing
-from ctr_magic.magics.cmd_containers import build_request
+from ctr_magic.notebook.magics import argtypes, parsing
+from ctr_magic.notebook.magics.cmd_containers import build_request
 
 
 def parse(line: str) -> parsing.Parsed:

@@ -14,9 +14,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from ctr_magic.errors import CtrError, InvalidArgument, Unavailable
-from ctr_magic.magics import CtrMagic
-from ctr_magic.magics.completion import candidates, complete
-from ctr_magic.magics.failure import CellFailure, redact
+from ctr_magic.notebook.magics import CtrMagic
+from ctr_magic.notebook.magics.completion import candidates, complete
+from ctr_magic.notebook.magics.failure import CellFailure, redact
 
 
 @pytest.fixture
@@ -212,3 +212,23 @@ def test_load_ext_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_question_mark_shows_the_generated_help(shell: Any) -> None:
+    from IPython.core.oinspect import getdoc
+
+    from ctr_magic.notebook.magics import parsing
+
+    doc = getdoc(shell.find_line_magic("ctr"))
+    assert doc is not None and doc.startswith("usage: %ctr")
+    for words in parsing.commands():
+        assert f"\n    {words[0]}" in doc, words  # every command and group is listed, ns included
+
+
+def test_help_overview_follows_the_declaring_modules() -> None:
+    from ctr_magic.notebook.magics import parsing
+
+    text = parsing.help_text()
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith("    ") and not line.startswith("     ")]
+    assert listed.index("use") < listed.index("pull") < listed.index("run") < listed.index("exec")
+    assert listed.index("exec") < listed.index("snapshots") < listed.index("net")

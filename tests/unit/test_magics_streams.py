@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from ctr_magic.magics.streams import Collector, TextSink, pump
+from ctr_magic.notebook.magics.streams import Collector, TextSink, pump
+from ctr_magic.notebook.widgets import NullProgress, TextProgress, WidgetProgress, progress_display
 from ctr_magic.types import LayerProgress
-from ctr_magic.widgets import NullProgress, TextProgress, WidgetProgress, progress_display
 
 
 def test_pump_reads_fds_and_iterators_until_eof() -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from ..constants import LABEL_CHECKPOINT_CONTAINER, LABEL_CHECKPOINT_VERSION
-from ..errors import InvalidArgument, NotFound
+from ...constants import LABEL_CHECKPOINT_CONTAINER, LABEL_CHECKPOINT_VERSION
+from ...errors import InvalidArgument, NotFound
 from . import imageref
 from .context import Context
 from .parsing import argument, command
+
+HELP_ORDER = 50  # place of these commands in the %ctr --help overview
 
 
 @command("snapshots", help="list snapshots as a DataFrame (kind, parent, size)")
@@ -30,7 +32,7 @@ def snapshots(ctx: Context, args: Any) -> Any:
 @argument("--replace", action="store_true", help="overwrite an existing image of that name")
 def commit(ctx: Context, args: Any) -> None:
     """Diff the container's snapshot against its image and store the change as a new image layer."""
-    from ..reference import parse_reference
+    from ...reference import parse_reference
     from . import argtypes
 
     parse_reference(args.image)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .errors import InvalidArgument
-from .reference import is_digest, parse_reference
+from ..errors import InvalidArgument
+from ..reference import is_digest, parse_reference
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,12 @@ import os
 import time
 from typing import Any
 
-from ..types import DeleteImageOptions
+from ...types import DeleteImageOptions
 from . import imageref
 from .context import Context
 from .parsing import argument, command
+
+HELP_ORDER = 20  # place of these commands in the %ctr --help overview
 
 
 @command("pull", help="pull an image from a registry, with per-layer progress", completes="image")
@@ -66,7 +68,7 @@ def import_(ctx: Context, args: Any) -> Any:
 
     path = os.path.abspath(os.path.expanduser(args.path))
     if not os.path.isfile(path):
-        from ..errors import InvalidArgument
+        from ...errors import InvalidArgument
 
         raise InvalidArgument(f"{path} is not a file")
     imported = ctx.service.import_image(path, name=args.name)

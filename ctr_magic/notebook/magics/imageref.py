@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import NotFound
+from ...errors import NotFound
+from ...types import PullImageOptions
 from ..lock import LockFile
-from ..types import PullImageOptions
 from .context import Context
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..connect import BACKENDS
-from ..constants import BACKEND_CONTAINERD, BACKEND_DOCKER, DEFAULT_NAMESPACE, ENV_BACKEND, ENV_NAMESPACE
-from ..errors import InvalidArgument
+from ...connect import BACKENDS
+from ...constants import BACKEND_CONTAINERD, BACKEND_DOCKER, DEFAULT_NAMESPACE, ENV_BACKEND, ENV_NAMESPACE
+from ...errors import InvalidArgument
 from . import imageref
 from .context import Context
-from .parsing import argument, command
+from .parsing import argument, command, group_help
+
+HELP_ORDER = 10  # place of these commands in the %ctr --help overview
+
+group_help("ns", "containerd namespaces (ns ls / ns rm)")
 
 
 @command("use", help="choose backend, socket and namespace (no arguments: show them)")
@@ -40,14 +44,14 @@ def use(ctx: Context, args: Any) -> None:
 
 def _effective_socket(backend: str) -> str:
     if backend == BACKEND_CONTAINERD:
-        from ..connect import default_containerd_socket
+        from ...connect import default_containerd_socket
 
         return default_containerd_socket()
     return "(backend default)"
 
 
 def _environment(home: str | None, ctx: Context) -> Any:
-    from ..daemon import Environment
+    from ...env import Environment
 
     if ctx.session.environment is not None and not home:
         return ctx.session.environment
@@ -152,7 +156,7 @@ def lock(ctx: Context, args: Any) -> Any:
 def _namespaced_service(ctx: Context) -> Any:
     service = ctx.service
     if not hasattr(service, "delete_namespace"):
-        from ..errors import NotSupported
+        from ...errors import NotSupported
 
         raise NotSupported(f"the {getattr(service, 'backend', 'current')} backend has no namespaces")
     return service

@@ -7,20 +7,21 @@ words into a target container, inputs and outputs, and shows what comes back.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import secrets
 import sys
 from typing import Any, Optional
 
-from ..errors import CtrError, FailedPrecondition, InvalidArgument, NotFound
-from ..types import ContainerSpec, CreateContainerRequest, TaskStatus
+from ...errors import CtrError, FailedPrecondition, InvalidArgument, NotFound
+from ...types import ContainerSpec, CreateContainerRequest, DeleteContainerOptions, DeleteTaskOptions, TaskStatus
 from . import imageref, parsing
-from .cmd_containers import _discard
-from .cmd_limits import EXIT_KILLED, limit_options, limits_from, oom_reason
 from .context import Context
 from .failure import RED, RESET
+from .limitopts import EXIT_KILLED, limit_options, limits_from, oom_reason
 from .parsing import CELL_OPTIONAL, argument, command
 from .streams import TextSink
 
+HELP_ORDER = 45  # place of these commands in the %ctr --help overview
 FORMATS = ("pickle", "arrow", "json")
 #: The main process of a container started for Python cells: python itself, idle, reaping orphans
 #: (what an interrupted cell left), stopping on SIGTERM.
@@ -79,7 +80,7 @@ def _require_running(ctx: Context, container_id: str) -> None:
 
 
 def _start_from_image(ctx: Context, image: str, name: str, args: Any) -> None:
-    from ..pycell import NoPython
+    from ...pycell import NoPython
 
     ref = imageref.ensure(ctx, image)
     spec = ContainerSpec(cmd=[args.python, "-c", KEEPALIVE], limits=limits_from(args))
@@ -140,7 +141,7 @@ def py(ctx: Context, args: Any) -> Any:
     the remote code. A container keeps its Python state between cells. Unpickling what a container
     sends runs code in the kernel: --format arrow or json never unpickle.
     """
-    from ..pycell import AgentGone, RemoteError
+    from ...pycell import AgentGone, RemoteError
 
     args = _options_after_target(ctx, args)
     inputs = {name: _lookup(ctx, name) for name in _names(args.inputs, "--in")}
@@ -191,6 +192,14 @@ def _options_after_target(ctx: Context, args: Any) -> Any:
     before = words[1:len(words) - len(rest) - 1]  # what came before TARGET (REMAINDER took the tail)
     cut = rest.index("--") if "--" in rest else len(rest)
     return parsing.parse(["py", *before, *rest[:cut], args.target, *rest[cut:]]).args
+
+
+def _discard(ctx: Context, container_id: str) -> None:
+    """Remove the container this cell started (its task first), ignoring what is gone already."""
+    with contextlib.suppress(NotFound):
+        ctx.service.delete_task(container_id, DeleteTaskOptions(force=True))
+    with contextlib.suppress(NotFound):
+        ctx.service.delete_container(container_id, DeleteContainerOptions(cleanup_snapshot=True, force=True))
 
 
 def _lookup(ctx: Context, name: str) -> Any:

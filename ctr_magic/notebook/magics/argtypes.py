@@ -7,8 +7,8 @@ import re
 import signal as _signal
 from collections.abc import Iterable, Mapping
 
-from ..errors import InvalidArgument
-from ..types import MountSpec
+from ...errors import InvalidArgument
+from ...types import MountSpec
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*\Z")

@@ -6,8 +6,8 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..constants import DEFAULT_SNAPSHOTTER
-from ..errors import InvalidArgument
+from ...constants import DEFAULT_SNAPSHOTTER
+from ...errors import InvalidArgument
 from .failure import RED, RESET, redact
 
 if TYPE_CHECKING:

@@ -7,13 +7,12 @@ import contextlib
 import dataclasses
 import re
 import secrets
-import shlex
 import signal
 from typing import Any
 
-from ..errors import CtrError, FailedPrecondition, Interrupted, InvalidArgument, NotFound
-from ..reference import parse_reference
-from ..types import (
+from ...errors import CtrError, FailedPrecondition, Interrupted, InvalidArgument, NotFound
+from ...reference import parse_reference
+from ...types import (
     ContainerSpec,
     CreateContainerRequest,
     DeleteContainerOptions,
@@ -23,19 +22,14 @@ from ..types import (
     TaskStatus,
 )
 from . import argtypes, imageref
-from .cmd_limits import limit_options, limits_from, oom_reason
+from .common import CommandFailed, remove_network, report_exit, setup_network, strip_dashes
 from .context import Context
 from .failure import redact
+from .limitopts import limit_options, limits_from, oom_reason
 from .parsing import argument, command
 from .streams import TextSink
 
-
-class CommandFailed(CtrError):
-    """A process in a container exited with a non-zero status (raised with --check)."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+HELP_ORDER = 30  # place of these commands in the %ctr --help overview
 
 
 # -- shared option declarations ------------------------------------------------------------------
@@ -73,11 +67,6 @@ def _default_name(image: str) -> str:
         base = "box"
     base = re.sub(r"[^A-Za-z0-9_.-]", "-", base)[:40] or "box"
     return f"{base}-{secrets.token_hex(3)}"
-
-
-def strip_dashes(cmd: list[str]) -> list[str]:
-    """The command after an optional leading ``--``."""
-    return cmd[1:] if cmd[:1] == ["--"] else cmd
 
 
 def build_request(args: Any) -> CreateContainerRequest:
@@ -128,8 +117,6 @@ def _detach_network(ctx: Context, container_id: str) -> None:
     has_network = getattr(ctx.service, "has_network", None)
     if has_network is not None and not has_network(container_id):
         return
-    from .cmd_network import remove_network
-
     with contextlib.suppress(CtrError):
         remove_network(ctx, container_id)
 
@@ -148,25 +135,7 @@ def _discard(ctx: Context, container_id: str, *, network: bool = False) -> None:
 def _start(ctx: Context, container_id: str, *, net: bool) -> None:
     ctx.service.start_container(container_id, StartTaskOptions(log_path=_log_path(ctx, container_id)))
     if net:
-        from .cmd_network import setup_network
-
         setup_network(ctx, container_id)
-
-
-def shown(args: list[str], limit: int = 60) -> str:
-    """A command line as people would type it, shortened for one-line messages."""
-    text = shlex.join(args)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def report_exit(ctx: Context, what: str, code: int, check: bool, *, reason: str = "") -> None:
-    """A non-zero exit: one red line, or a failed cell with ``--check``; *reason* says why (an OOM kill)."""
-    if code == 0:
-        return
-    message = f"{what} {reason}, exit code {code}" if reason else f"{what} exited with code {code}"
-    if check:
-        raise CommandFailed(message, code)
-    ctx.warn(f"%ctr {ctx.command}: {message}")
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -337,8 +306,8 @@ def _label_matches(labels: dict[str, str], key: str, value: str) -> bool:
 @argument("--filter", default="", help="containerd filter, e.g. status==running")
 def tasks(ctx: Context, args: Any) -> Any:
     """Tasks (running processes of containers): container, pid, status, exit code."""
+    from ...types import ListTasksOptions
     from ..frames import tasks_frame
-    from ..types import ListTasksOptions
 
     return tasks_frame(ctx.service.list_tasks(ListTasksOptions(filter=args.filter)))
 

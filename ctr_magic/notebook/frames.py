@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from .types import ContainerInfo, ImageInfo, SnapshotInfo, TaskInfo, TaskStatus
+from ..types import ContainerInfo, ImageInfo, SnapshotInfo, TaskInfo, TaskStatus
 
 #: ``DataFrame.attrs`` key listing the columns shown as human-readable sizes.
 SIZE_COLUMNS_ATTR = "ctr_magic.size_columns"

@@ -12,7 +12,7 @@ import functools
 import re
 from typing import Any
 
-from ..errors import CtrError
+from ...errors import CtrError
 
 RED = "\x1b[0;31m"
 RESET = "\x1b[0m"
@@ -91,7 +91,7 @@ def to_failure(exc: BaseException, command: str) -> CellFailure:
     if isinstance(exc, CtrError):
         return failure_class(type(exc))(prefix + as_magic_hint(one_line(exc)), source=exc)
     if isinstance(exc, KeyboardInterrupt):
-        from ..errors import Interrupted
+        from ...errors import Interrupted
 
         return failure_class(Interrupted)(prefix + "interrupted", source=exc)
     # A bug or an unexpected library error: still one line, with the way to the details.

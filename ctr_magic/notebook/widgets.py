@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .types import LayerProgress
+from ..types import LayerProgress
 
 FINISHED_STATES = frozenset({"done", "exists", "unpacked"})
 _TEXT_INTERVAL = 0.25  # seconds between text refreshes

@@ -51,7 +51,7 @@ class Session:
         with self._lock:
             if self._service is None or self._service_key != key:
                 self._close_service()
-                from ..connect import connect
+                from ...connect import connect
 
                 self._service = connect(wanted.backend or None, wanted.socket or None, wanted.namespace or None)
                 self._service_key = key
@@ -68,7 +68,7 @@ class Session:
     def agents(self) -> Any:
         """The session's :class:`~ctr_magic.pycell.AgentPool` (one Python agent per container)."""
         if self.python_agents is None:
-            from ..pycell.pool import AgentPool
+            from ...pycell.pool import AgentPool
 
             self.python_agents = AgentPool()
         return self.python_agents

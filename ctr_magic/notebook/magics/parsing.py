@@ -11,13 +11,16 @@ from __future__ import annotations
 import argparse
 import difflib
 import functools
+import importlib
 import inspect
+import pkgutil
 import shlex
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Optional
 
-from ..errors import InvalidArgument
+from ...errors import InvalidArgument
 
 PROG = "%ctr"
 
@@ -115,9 +118,16 @@ def commands() -> dict[tuple[str, ...], Command]:
     return dict(_REGISTRY)
 
 
+# A command module places its commands in the overview with ``HELP_ORDER = <int>``; without it they come last.
+_DEFAULT_HELP_ORDER = 1000
+
+
 def _load_command_modules() -> None:
-    # Importing the modules registers their commands.
-    from . import cmd_containers, cmd_env, cmd_exec, cmd_images, cmd_limits, cmd_network, cmd_py, cmd_snapshots  # noqa: F401  # noqa: F401
+    """Import every ``cmd_*`` module of this package: importing one registers its commands."""
+    package = importlib.import_module(__package__ or __name__.rpartition(".")[0])
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("cmd_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -146,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
     )
     subs = root.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     groups: dict[str, Any] = {}
-    for words, cmd in sorted(registry.items(), key=lambda item: _sort_key(item[0])):
+    for words, cmd in _in_help_order(registry):
         target = subs
         if len(words) == 2:
             group = groups.get(words[0])
@@ -172,17 +182,21 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-# The order of the overview in `%ctr --help`: by area, then as a session usually goes.
-_ORDER = (
-    "use up down status version "
-    "pull images rmi tag import export push "
-    "run create start exec py logs ps tasks inspect update stop kill rm "
-    "snapshots checkpoint checkpoints commit mount umount net lock"
-).split()
+def _in_help_order(registry: dict[tuple[str, ...], Command]) -> list[tuple[tuple[str, ...], Command]]:
+    """The overview's order: by the declaring module's ``HELP_ORDER``, then as the module declares them."""
+    declared = list(registry.items())
+
+    def key(item: tuple[tuple[str, ...], Command]) -> tuple[int, str, int]:
+        module = item[1].func.__module__
+        order = getattr(sys.modules.get(module), "HELP_ORDER", _DEFAULT_HELP_ORDER)
+        return (order, module, declared.index(item))
+
+    return sorted(declared, key=key)
 
 
-def _sort_key(words: tuple[str, ...]) -> tuple[int, tuple[str, ...]]:
-    return (_ORDER.index(words[0]) if words[0] in _ORDER else len(_ORDER), words)
+def help_text() -> str:
+    """The generated overview (``%ctr --help``), also what ``%ctr?`` shows."""
+    return parser().format_help()
 
 
 def _escape(text: str) -> str:

@@ -1,15 +1,17 @@
-"""Resource limits in the magics: the options ``run``/``create``/``py`` share, ``%ctr update``, OOM reports."""
+"""Resource limits in the magics: the options ``run``/``create``/``py`` share, and OOM reports.
+
+Command modules import these from here (``%ctr update`` lives in cmd_limits)."""
 
 from __future__ import annotations
 
 import contextlib
 from typing import Any
 
-from .. import features
-from ..errors import CtrError
-from ..limits import ResourceLimits, oom_message, parse_cpus, parse_size, parse_swap, parse_ulimit
+from ... import features
+from ...errors import CtrError
+from ...limits import ResourceLimits, oom_message, parse_cpus, parse_size, parse_swap, parse_ulimit
 from .context import Context
-from .parsing import argument, command
+from .parsing import argument
 
 EXIT_KILLED = 137  # 128 + SIGKILL, what an OOM-killed process exits with
 
@@ -66,15 +68,3 @@ def oom_reason(ctx: Context, container_id: str, code: int) -> str:
 
 def update_limit_options(func: Any) -> Any:
     return limit_options(func, update=True)
-
-
-@command("update", help="change the memory / CPU / pids limits of a running container", completes="container")
-@argument("id", help="container id")
-@update_limit_options
-def update(ctx: Context, args: Any) -> None:
-    """New limits for a running container (containerd: Tasks.Update, kept for its next start; Docker: update)."""
-    limits = limits_from(args)
-    service = features.require(ctx.service, features.ResourceUpdates, "%ctr update")
-    service.update_container(args.id, limits)
-    ctx.say(f"updated {args.id}")
-

@@ -6,13 +6,15 @@ import argparse
 import contextlib
 from typing import Any, Optional
 
-from ..errors import Interrupted, InvalidArgument
-from ..types import ExecTaskRequest
+from ...errors import Interrupted, InvalidArgument
+from ...types import ExecTaskRequest
 from . import argtypes
-from .cmd_containers import report_exit, shown, strip_dashes
+from .common import report_exit, shown, strip_dashes
 from .context import Context
 from .parsing import CELL_OPTIONAL, argument, command
 from .streams import Collector, TextSink, pump
+
+HELP_ORDER = 40  # place of these commands in the %ctr --help overview
 
 
 @command("exec", help="run a command in a running container; output streams live", cell=CELL_OPTIONAL,

@@ -9,8 +9,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, needs_loca
 from traitlets import Bool, Enum, Float, Unicode, observe
 from traitlets.config.configurable import Configurable
 
-from ..constants import DEFAULT_STOP_TIMEOUT
-from ..errors import InvalidArgument
+from ...constants import DEFAULT_STOP_TIMEOUT
+from ...errors import InvalidArgument
 from ..lock import LOCK_FILE_NAME
 from . import parsing
 from .context import Context
@@ -72,15 +72,20 @@ class CtrMagic(Magics, Configurable):
         """Run a %ctr command; `%ctr --help` lists them, `%ctr COMMAND --help` explains one."""
         return self.execute(line, cell, local_ns)
 
+    # `%ctr?` shows this instead of the docstring above: IPython's inspector asks an object's getdoc() first.
+    vars(ctr)["getdoc"] = parsing.help_text
+
     def execute(self, line: str, cell: Optional[str] = None, local_ns: Optional[dict[str, Any]] = None) -> Any:
         """Parse and run one command; failures become one-line cell errors (``--debug``: traceback)."""
         debug = self.debug
         name = ""
         try:
             words = parsing.split_line(line)
+            # Before parsing succeeds only the raw words can say --debug (a usage error shows its traceback too).
             debug = debug or "--debug" in words
             name = " ".join(words[:1])
             parsed = parsing.parse(words)
+            debug = self.debug or parsed.debug
             cmd = parsed.command
             assert cmd is not None
             name = cmd.name
