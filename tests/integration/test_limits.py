@@ -47,7 +47,8 @@ def test_cgroup_files_inside_show_the_limits(shell: Any, backend: Backend) -> No
         str(64 << 20), str(96 << 20), "50000", "512", "50"]
     ok(shell, f"%ctr exec -o _shm {name} -- df -k /dev/shm")
     assert shell.user_ns["_shm"].splitlines()[1].split()[1] == "16384"
-    ok(shell, f"%ctr exec -o _files {name} -- grep 'open files' /proc/self/limits")
+    # The container's own process: runc 1.1 applies an exec's rlimits racily (an exec sometimes keeps 1024).
+    ok(shell, f"%ctr exec -o _files {name} -- grep 'open files' /proc/1/limits")
     assert shell.user_ns["_files"].split()[3:5] == ["512", "1024"]
     # (the sleep: an exec that ends before its stdin FIFO is opened fails; seen under load, not a limits matter)
     result, _, err = run_cell(shell, f"%ctr exec {name} -- sh -c 'touch /written; sleep 0.3'")
@@ -91,16 +92,20 @@ def _cpu_seconds(path: str) -> float:
 
 
 def test_half_a_cpu_holds_a_busy_loop_near_half(shell: Any, backend: Backend) -> None:
-    name = f"busy-{backend.name}"
-    ok(shell, f"%ctr run -d --name {name} --cpus 0.5 $BUSYBOX -- sh -c 'while :; do :; done'")
-    usage = cpuacct_usage_file(backend, name)
-    first, started = _cpu_seconds(usage), time.monotonic()
-    while time.monotonic() - started < 4.0:  # poll the usage counter over a few CFS periods
-        used = _cpu_seconds(usage) - first
+    """Next to an unlimited busy loop measured at the same time: on a machine too busy to give even that
+    one half a CPU, "near 50 %" cannot be seen, but the limited loop must still stay at or below it."""
+    loop = "sh -c 'while :; do :; done'"
+    ok(shell, f"%ctr run -d --name busy-{backend.name} --cpus 0.5 $BUSYBOX -- {loop}")
+    ok(shell, f"%ctr run -d --name free-{backend.name} $BUSYBOX -- {loop}")
+    files = [cpuacct_usage_file(backend, f"{kind}-{backend.name}") for kind in ("busy", "free")]
+    first, started = [_cpu_seconds(f) for f in files], time.monotonic()
+    while time.monotonic() - started < 4.0:  # poll the usage counters over a few CFS periods
+        used = [_cpu_seconds(f) - f0 for f, f0 in zip(files, first, strict=True)]
         time.sleep(0.1)
-    share = used / (time.monotonic() - started)
-    print(f"{backend.name}: --cpus 0.5 busy loop used {share:.2f} CPU")
-    assert 0.35 <= share <= 0.65
+    limited, free = (u / (time.monotonic() - started) for u in used)
+    print(f"{backend.name}: --cpus 0.5 busy loop used {limited:.2f} CPU, an unlimited one {free:.2f}")
+    assert limited <= 0.65
+    assert limited >= min(0.35, 0.7 * free)
 
 
 def test_bad_limits_change_nothing(shell: Any, backend: Backend) -> None:
