@@ -39,6 +39,18 @@ def _version(name):
         return "?" if importlib.util.find_spec(name) is not None else ""
 
 
+def _usable(name):
+    """The version of *name* when it is installed *and* imports (pyarrow refuses too old a numpy)."""
+    version = _version(name)
+    if not version:
+        return ""
+    try:
+        __import__(name)
+    except Exception:
+        return ""
+    return version
+
+
 class OutputPump:
     """Turns what is written to one file descriptor into frames of one kind."""
 
@@ -273,7 +285,7 @@ def main():
     os.dup2(devnull, 0)  # the cell cannot read the protocol: its stdin is empty
     os.close(devnull)
     sys.stdin = open(os.devnull)
-    LOCAL.update({"numpy": _version("numpy"), "pandas": _version("pandas"), "pyarrow": _version("pyarrow")})
+    LOCAL.update({"numpy": _version("numpy"), "pandas": _version("pandas"), "pyarrow": _usable("pyarrow")})
     agent = Agent(proto_in, writer)
     writer.send_json(wire.HELLO, {"python": sys.version.split()[0], "version_info": list(sys.version_info[:3]),
                                   "pickle": pickle.HIGHEST_PROTOCOL, "pid": os.getpid(), **LOCAL})

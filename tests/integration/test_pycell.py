@@ -129,6 +129,36 @@ def test_strings_come_back_as_strings(agent: PythonAgent) -> None:
     assert list(back["s"].iloc[:2]) == ["a", "b"] and pd.isna(back["s"].iloc[2])
 
 
+def test_a_pyarrow_that_cannot_import_there_is_not_used(backend: Backend, image: str) -> None:
+    """The kernel's pyarrow mounted into the container, where it refuses Debian's numpy 1.24."""
+    import glob
+    import os
+
+    import pyarrow
+
+    from ctr_magic.types import DeleteContainerOptions, MountSpec
+
+    site = os.path.dirname(os.path.dirname(pyarrow.__file__))
+    mounts = [MountSpec(destination=f"/usr/local/lib/python3.11/dist-packages/{os.path.basename(path)}",
+                        source=path, options=["rbind", "ro"]) for path in glob.glob(f"{site}/pyarrow*")]
+    name = f"pyarrow-{backend.name}"
+    backend.service.create_container(CreateContainerRequest(id=name, image_ref=image, spec=ContainerSpec(
+        cmd=["sleep", "infinity"], mounts=mounts)))
+    try:
+        backend.service.start_container(name)
+        agent = PythonAgent(backend.service, name)
+        try:
+            found = agent.run("import importlib.util; found = importlib.util.find_spec('pyarrow') is not None",
+                              outputs=["found"])["found"]
+            assert found and agent.info.libraries["pyarrow"] == ""  # installed, but not usable: not offered
+            frame = _typed_frame()
+            pd.testing.assert_frame_equal(round_trip(agent, frame), frame)
+        finally:
+            agent.close()
+    finally:
+        backend.service.delete_container(name, DeleteContainerOptions(force=True))
+
+
 def test_a_100_mb_dataframe_in_and_out(agent: PythonAgent) -> None:
     rows = 100 * 2**20 // 8 // 4
     rng = np.random.default_rng(1)
