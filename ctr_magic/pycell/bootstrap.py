@@ -25,6 +25,7 @@ def _load(name, source):
     return module
 
 
+_load("ctr_magic_columns", {columns!r})
 _load("ctr_magic_wire", {wire!r})
 _load("ctr_magic_agent", {agent!r}).main()
 '''
@@ -32,11 +33,10 @@ _load("ctr_magic_agent", {agent!r}).main()
 
 @functools.lru_cache(maxsize=1)
 def agent_script() -> bytes:
-    """The script the bootstrap runs: the wire module and the agent, installed as modules."""
+    """The script the bootstrap runs: the columns and wire modules and the agent, installed as modules."""
     here = Path(__file__).parent
-    wire = (here / "wire.py").read_text(encoding="utf-8")
-    agent = (here / "agent.py").read_text(encoding="utf-8")
-    return _LOADER.format(wire=wire, agent=agent).encode("utf-8")
+    sources = {name: (here / f"{name}.py").read_text(encoding="utf-8") for name in ("columns", "wire", "agent")}
+    return _LOADER.format(**sources).encode("utf-8")
 
 
 def agent_command(python: str = "python3") -> list[str]:

@@ -241,12 +241,16 @@ class PythonAgent:
         state: dict[str, Any] = {"error": None, "done": False}
         writer = wire.FrameWriter(self.session.stdin)
         try:
-            try:
-                writer.send(wire.RUN, json.dumps(request).encode())
-                for parts in frames:
-                    writer.send(wire.VALUE, *parts)
-            except (OSError, ValueError):
-                raise self._gone("while receiving the inputs") from None
+            writer.send(wire.RUN, json.dumps(request).encode())
+            for parts in frames:
+                writer.send(wire.VALUE, *parts)
+        except (OSError, ValueError):
+            raise self._gone("while receiving the inputs") from None
+        except KeyboardInterrupt:
+            self.close()  # a frame was cut short: the stream cannot be trusted any more
+            raise errors.Interrupted(f"interrupted while sending the inputs to {self.container_id}; its Python "
+                                     "agent was stopped (its state is gone)") from None
+        try:
             self._collect(sinks, fmt, collected, state, deadline=None)
         except KeyboardInterrupt:
             self._interrupt(sinks, fmt, collected, state)
