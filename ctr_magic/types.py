@@ -73,6 +73,8 @@ class ContainerSpec:
     hostname: str = ""
     host_dns: bool = False
     host_timezone: bool = False
+    #: keep stdin open for an attached start with input (Docker must know at create time)
+    stdin: bool = False
     limits: ResourceLimits = field(default_factory=ResourceLimits)  # memory, CPU, pids, shm, rlimits, read-only
 
 

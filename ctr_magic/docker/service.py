@@ -58,6 +58,8 @@ from ..types import (
 )
 from . import limits
 from .api import EngineAPI
+from .archive import DockerFilesMixin
+from .attach import DockerAttachMixin
 from .convert import (
     container_info,
     container_name,
@@ -70,6 +72,7 @@ from .convert import (
 from .exec import ExecProcess, WriterSink, feed_stdin, streaming_session
 from .frames import STDERR, iter_frames
 from .taskfilter import compile_filter
+from .transfer import DockerTransferMixin, registry_auth_header
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +119,11 @@ def _require(value: str, what: str, hint: str = "") -> None:
         raise errors.InvalidArgument(f"{what} is empty", hint=hint)
 
 
-class DockerService:
-    """The Service contract over the Engine API. ``DockerService.connect(socket)`` is the way in."""
+class DockerService(DockerTransferMixin, DockerAttachMixin, DockerFilesMixin):
+    """The Service contract over the Engine API. ``DockerService.connect(socket)`` is the way in.
+
+    Beyond the contract (see :mod:`ctr_magic.features`): tag, push, import/export and commit
+    (:mod:`.transfer`), attached start (:mod:`.attach`), copying files (:mod:`.archive`)."""
 
     backend = "docker"
     namespace = ""  # the Engine API has no namespaces
@@ -184,7 +190,8 @@ class DockerService:
             log.debug("%s: Docker always unpacks into its own storage driver", full)
         progress = _PullProgress(full, opts.progress)
         self.api.image_pull(parsed.name, parsed.digest or parsed.tag, platform=opts.platform,
-                            on_event=progress, what=f"pulling image {full}")
+                            on_event=progress, what=f"pulling image {full}",
+                            auth=registry_auth_header(parsed.domain, self.registry_options))
         lookup = f"{parsed.name}@{parsed.digest}" if parsed.digest else full
         return image_info(self.api.image_inspect(lookup), name=full)
 
@@ -273,7 +280,9 @@ class DockerService:
             "Image": image,
             "Labels": dict(req.labels),
             "Tty": bool(spec.tty),
-            "OpenStdin": False,
+            "OpenStdin": bool(spec.stdin),
+            "StdinOnce": bool(spec.stdin),  # the attach that feeds it ends the input
+            "AttachStdin": bool(spec.stdin),
             "AttachStdout": False,
             "AttachStderr": False,
             "HostConfig": host,
