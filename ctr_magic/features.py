@@ -21,6 +21,7 @@ from .errors import NotSupported
 
 if TYPE_CHECKING:
     from .build.events import BuildResult
+    from .limits import ResourceLimits
     from .types import ExecTaskSession, ImageInfo, LayerProgress, SnapshotCommitResult, SnapshotInfo
 
 
@@ -86,6 +87,18 @@ class Build(Protocol):
                     **options: Any) -> BuildResult: ...
 
     def prune_build_cache(self) -> int: ...
+
+
+@runtime_checkable
+class ResourceUpdates(Protocol):
+    def update_container(self, container_id: str, limits: ResourceLimits) -> None: ...
+
+
+@runtime_checkable
+class OomReports(Protocol):
+    def oom_killed(self, container_id: str) -> bool: ...
+
+    def memory_limit(self, container_id: str) -> int: ...
 
 
 @runtime_checkable
@@ -220,6 +233,14 @@ FEATURES: tuple[Feature, ...] = (
     Feature(ClusterNodes, "cluster nodes", _CLUSTER_WAY_OUT),
     Feature(Scaling, "scaling services", _CLUSTER_WAY_OUT),
     Feature(RollingUpdates, "rolling updates", _CLUSTER_WAY_OUT),
+    Feature(ResourceUpdates, "changing the limits of a running container",
+            "use the containerd or Docker backend, or recreate the container with the new limits",
+            commands=("update --memory/--cpus",),
+            notes=(("containerd", "`Tasks.Update`, kept in the container's spec"),
+                   ("docker", "`POST /containers/{id}/update`"))),
+    Feature(OomReports, "out-of-memory reports", "use the containerd or Docker backend",
+            commands=("run", "py"),
+            notes=(("containerd", "the cgroup's OOM-kill counter"), ("docker", "`State.OOMKilled`"))),
 )
 
 _FeatureT = TypeVar("_FeatureT")
@@ -277,7 +298,9 @@ __all__ = [
     "LogFiles",
     "Logs",
     "Namespaces",
+    "OomReports",
     "Pushing",
+    "ResourceUpdates",
     "RollingUpdates",
     "Scaling",
     "Signals",

@@ -285,6 +285,10 @@ class EngineAPI:
         return self._call("GET", f"/containers/{name}/json", what=f"inspecting container {name}",
                           kind="container").json()
 
+    def container_update(self, name: str, body: JSON) -> JSON:
+        return self._call("POST", f"/containers/{name}/update", body=body, what=f"updating container {name}",
+                          kind="container").json()
+
     def container_start(self, name: str) -> bool:
         """False when it was running already (304)."""
         resp = self._call("POST", f"/containers/{name}/start", what=f"starting container {name}",

@@ -32,6 +32,7 @@ from typing import Any, Optional
 from .. import errors
 from ..constants import DEFAULT_DOCKER_SOCKET, DEFAULT_STOP_TIMEOUT, ENV_DOCKER_HOST
 from ..hosthelpers import timezone_spec
+from ..limits import ResourceLimits
 from ..reference import match_stored_name, parse_reference
 from ..types import (
     ContainerInfo,
@@ -55,6 +56,7 @@ from ..types import (
     TaskInfo,
     TaskStatus,
 )
+from . import limits
 from .api import EngineAPI
 from .archive import DockerFilesMixin
 from .attach import DockerAttachMixin
@@ -284,6 +286,7 @@ class DockerService(DockerTransferMixin, DockerAttachMixin, DockerFilesMixin):
         host: dict[str, Any] = {"Mounts": mounts}
         if spec.dns:
             host["Dns"] = list(spec.dns)
+        host.update(limits.host_config(spec.limits))
         body: dict[str, Any] = {
             "Image": image,
             "Labels": dict(req.labels),
@@ -312,6 +315,16 @@ class DockerService(DockerTransferMixin, DockerAttachMixin, DockerFilesMixin):
 
     def get_container(self, id: str) -> ContainerInfo:
         return container_info(self._resolve(id))
+
+    # -- resource limits (features.ResourceUpdates, features.OomReports) -----------------------------
+    def update_container(self, container_id: str, new_limits: ResourceLimits) -> None:
+        self.api.container_update(self._target(container_id), limits.update_body(new_limits))
+
+    def oom_killed(self, container_id: str) -> bool:
+        return limits.oom_killed(self._resolve(container_id))
+
+    def memory_limit(self, container_id: str) -> int:
+        return limits.memory_limit(self._resolve(container_id))
 
     def list_containers(self) -> list[ContainerInfo]:
         return [container_summary(c) for c in self.api.containers(all=True)]
