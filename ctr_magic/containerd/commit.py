@@ -41,7 +41,7 @@ from .imagestore import ResolvedImage, chain_ids
 from .ingest import ref_key, write_bytes
 from .leases import Lease
 from .pb import descriptor_pb2, diff_pb2, diff_pb2_grpc, images_pb2, images_pb2_grpc, mount_pb2, task_pb2, tasks_pb2
-from .spec import to_json_bytes
+from .spec import merge_env, to_json_bytes
 from .unpack import Unpacker
 
 log = logging.getLogger(__name__)
@@ -59,20 +59,6 @@ def _digest(data: bytes) -> str:
 
 def _pb_mounts(mounts: list[MountInfo]) -> list[mount_pb2.Mount]:
     return [mount_pb2.Mount(type=m.type, source=m.source, options=list(m.options)) for m in mounts]
-
-
-def merge_env(base: list[str], changes: list[str]) -> list[str]:
-    """*base* with each ``KEY=VALUE`` of *changes* replacing the same key (new keys appended)."""
-    out = list(base)
-    for item in changes:
-        key = item.split("=", 1)[0]
-        for i, existing in enumerate(out):
-            if existing.split("=", 1)[0] == key:
-                out[i] = item
-                break
-        else:
-            out.append(item)
-    return out
 
 
 def new_config(base: dict[str, Any], diff_id: str, *, created: str, created_by: str, message: str,
@@ -289,4 +275,4 @@ def commit_container(
     return Committer(service, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace).run()
 
 
-__all__ = ["commit_container", "merge_env", "new_config"]
+__all__ = ["commit_container", "new_config"]

@@ -38,7 +38,8 @@ from .fifo import (
 from .grpc_errors import map_rpc_error
 from .pb import task_pb2, tasks_pb2
 from .runtime_base import KILL_WAIT, Runtime, check_id
-from .spec import DirRootfs, ExecProcessOptions, UserIds, exec_process, resolve_user, to_json_bytes
+from .spec import ExecProcessOptions, exec_process, to_json_bytes
+from .userdb import DirRootfs, UserIds, resolve_user
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from google.protobuf import any_pb2, field_mask_pb2
 
 from .. import errors
 from ..constants import CONTAINER_LOG_NAME, LABEL_LOG_PATH, SPEC_TYPE_URL
+from ..taskfilter import compile_task_filter
 from ..types import (
     DeleteTaskOptions,
     ListTasksOptions,
@@ -36,7 +37,6 @@ from ..types import (
 )
 from .exec import with_runtime_reason
 from .fifo import FifoSet, append_to_file, caller_stdio, copy_in_background
-from .filters import parse_filter, task_fields
 from .pb import containers_pb2, task_pb2, tasks_pb2
 from .runtime_base import Runtime, check_id
 from .shimwatch import find_shim, parent_pid, wait_until_closed
@@ -322,12 +322,11 @@ class TasksPart:
         The filter is passed to containerd and also applied here: containerd 1.6 ignores it.
         """
         opts = opts or ListTasksOptions()
-        keep = parse_filter(opts.filter)
+        keep = compile_task_filter(opts.filter)
         resp = self.client.call(self.tasks_stub.List, tasks_pb2.ListTasksRequest(filter=opts.filter),
                                 what=f"listing tasks{' (' + opts.filter + ')' if opts.filter else ''}")
         infos = (task_info(p) for p in resp.tasks)
-        return sorted((t for t in infos if keep(task_fields(t.container_id, t.pid, str(t.status), t.exit_code))),
-                      key=lambda t: t.container_id)
+        return sorted((t for t in infos if keep(t)), key=lambda t: t.container_id)
 
     # -- logs ------------------------------------------------------------------------------------------
     def logs(self, container_id: str, *, follow: bool = False, timeout: Optional[float] = None) -> Iterator[bytes]:

@@ -33,6 +33,7 @@ from .. import errors
 from ..constants import DEFAULT_DOCKER_SOCKET, DEFAULT_STOP_TIMEOUT, ENV_DOCKER_HOST
 from ..hosthelpers import timezone_spec
 from ..reference import match_stored_name, parse_reference
+from ..taskfilter import compile_task_filter
 from ..types import (
     ContainerInfo,
     CreateContainerRequest,
@@ -67,7 +68,6 @@ from .convert import (
 )
 from .exec import ExecProcess, WriterSink, feed_stdin, streaming_session
 from .frames import STDERR, iter_frames
-from .taskfilter import compile_filter
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +385,7 @@ class DockerService:
         return task_info(self._resolve(container_id))
 
     def list_tasks(self, opts: Optional[ListTasksOptions] = None) -> list[TaskInfo]:
-        matches = compile_filter(opts.filter if opts else "")
+        matches = compile_task_filter(opts.filter if opts else "")
         out = []
         for entry in self.api.containers(all=True):
             if str(entry.get("State", "")).lower() == "created":
