@@ -24,17 +24,9 @@ from google.protobuf import any_pb2
 
 from .. import errors
 from ..constants import EXEC_ID_PREFIX, PROCESS_TYPE_URL
+from ..stdio import caller_stdio, check_stdin, make_sink, stdin_chunks
 from ..types import ExecTaskRequest, ExecTaskResult, ExecTaskSession
-from .fifo import (
-    FifoReader,
-    FifoSet,
-    FifoWriter,
-    caller_stdio,
-    check_stdin,
-    make_sink,
-    pump,
-    stdin_chunks,
-)
+from .fifo import FifoReader, FifoSet, FifoWriter, pump
 from .grpc_errors import map_rpc_error
 from .pb import task_pb2, tasks_pb2
 from .runtime_base import KILL_WAIT, Runtime, check_id

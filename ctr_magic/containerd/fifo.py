@@ -13,7 +13,6 @@ reader exists by then.
 
 from __future__ import annotations
 
-import codecs
 import errno
 import fcntl
 import io
@@ -21,7 +20,6 @@ import logging
 import os
 import select
 import shutil
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -29,6 +27,7 @@ from typing import Any, Optional
 
 from .. import errors
 from ..constants import FIFO_DIR_PREFIX
+from ..stdio import Sink
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +35,7 @@ F_SETPIPE_SZ = 1031
 #: Bigger pipes mean fewer wake-ups when a process streams a lot (GiBs through stdout).
 PIPE_SIZE = 1 << 20
 READ_CHUNK = 1 << 20
-STDIN_CHUNK = 1 << 16
 
-Sink = Callable[[memoryview], None]
 
 
 def _grow_pipe(fd: int) -> None:
@@ -123,81 +120,6 @@ class FifoSet:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------------- writers and readers
-
-
-def is_binary_writer(writer: Any) -> bool:
-    """True for byte streams (files opened 'wb', BytesIO, sys.stdout.buffer), False for text ones."""
-    if isinstance(writer, (io.RawIOBase, io.BufferedIOBase)):
-        return True
-    if isinstance(writer, io.TextIOBase):
-        return False
-    try:
-        writer.write(b"")
-    except TypeError:
-        return False
-    return True
-
-
-def make_sink(writer: Any) -> tuple[Sink, Callable[[], None]]:
-    """A callable writing chunks to *writer* (decoding UTF-8 for text writers) and a finisher."""
-    if is_binary_writer(writer):
-        def write_bytes(chunk: memoryview) -> None:
-            writer.write(chunk)
-
-        def finish_bytes() -> None:
-            flush = getattr(writer, "flush", None)
-            if flush is not None:
-                flush()
-
-        return write_bytes, finish_bytes
-
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def write_text(chunk: memoryview) -> None:
-        text = decoder.decode(chunk)
-        if text:
-            writer.write(text)
-
-    def finish_text() -> None:
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            writer.write(tail)
-        flush = getattr(writer, "flush", None)
-        if flush is not None:
-            flush()
-
-    return write_text, finish_text
-
-
-def stdin_chunks(source: Any) -> Iterator[bytes]:
-    """bytes / str / a readable file (binary or text) as chunks of bytes."""
-    if source is None:
-        return
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        for start in range(0, len(data), STDIN_CHUNK):
-            yield data[start:start + STDIN_CHUNK]
-        return
-    if isinstance(source, str):
-        yield from stdin_chunks(source.encode())
-        return
-    read = getattr(source, "read", None)
-    if read is None:
-        raise errors.InvalidArgument(f"stdin must be bytes, str or a readable file, not {type(source).__name__}")
-    while True:
-        chunk = read(STDIN_CHUNK)
-        if not chunk:
-            return
-        yield chunk.encode() if isinstance(chunk, str) else bytes(chunk)
-
-
-def check_stdin(source: Any) -> None:
-    if source is None or isinstance(source, (bytes, bytearray, memoryview, str)) or hasattr(source, "read"):
-        return
-    raise errors.InvalidArgument(f"stdin must be bytes, str or a readable file, not {type(source).__name__}")
 
 
 # --------------------------------------------------------------------------- the copy loop
@@ -292,14 +214,6 @@ def copy_in_background(fifos: FifoSet, sinks: dict[str, Optional[Sink]], name: s
     return thread
 
 
-def caller_stdio() -> dict[str, Optional[Sink]]:
-    """Sinks writing to this process's sys.stdout / sys.stderr (looked up now: IPython swaps them)."""
-    out: dict[str, Optional[Sink]] = {}
-    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-        out[name] = _flushing(make_sink(stream)) if stream is not None else None
-    return out
-
-
 def append_to_file(path: str) -> tuple[Sink, Callable[[], None]]:
     """A sink appending to *path* (flushed per chunk, so readers see it at once) and its closer."""
     fh = open(path, "ab", buffering=0)  # closed by the returned closer
@@ -308,19 +222,6 @@ def append_to_file(path: str) -> tuple[Sink, Callable[[], None]]:
         fh.write(chunk)
 
     return write, fh.close
-
-
-def _flushing(pair: tuple[Sink, Callable[[], None]]) -> Sink:
-    write, finish = pair
-
-    def sink(chunk: memoryview) -> None:
-        write(chunk)
-        try:
-            finish()
-        except Exception:  # a closed stream: drop quietly rather than kill the copy
-            log.debug("flush failed", exc_info=True)
-
-    return sink
 
 
 class _FifoEnd(io.RawIOBase):

@@ -26,6 +26,7 @@ from google.protobuf import any_pb2, field_mask_pb2
 
 from .. import errors
 from ..constants import CONTAINER_LOG_NAME, LABEL_LOG_PATH, SPEC_TYPE_URL
+from ..stdio import caller_stdio
 from ..taskfilter import compile_task_filter
 from ..types import (
     DeleteTaskOptions,
@@ -36,7 +37,7 @@ from ..types import (
     TaskStatus,
 )
 from .exec import with_runtime_reason
-from .fifo import FifoSet, append_to_file, caller_stdio, copy_in_background
+from .fifo import FifoSet, append_to_file, copy_in_background
 from .pb import containers_pb2, task_pb2, tasks_pb2
 from .runtime_base import Runtime, check_id
 from .shimwatch import find_shim, parent_pid, wait_until_closed

@@ -9,7 +9,6 @@ gone and the stream has been idle for a grace period.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import io
 import logging
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from typing import IO, Any, Optional
 
 from .. import errors
+from ..stdio import stdin_chunks
 from ..types import ExecTaskResult, ExecTaskSession
 from .api import EngineAPI
 from .frames import STDERR, STDOUT, SYSTEMERR, iter_frames
@@ -242,18 +242,8 @@ class ExecProcess:
 def feed_stdin(conn: HijackedConnection, source: Any) -> None:
     """Send bytes, str or a readable file to the process, then half-close (end-of-file for it)."""
     try:
-        if isinstance(source, str):
-            source = source.encode()
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            view = memoryview(source)
-            for start in range(0, len(view), 1 << 16):
-                conn.send(bytes(view[start:start + (1 << 16)]))
-        else:
-            while True:
-                chunk = source.read(1 << 16)
-                if not chunk:
-                    break
-                conn.send(chunk.encode() if isinstance(chunk, str) else chunk)
+        for chunk in stdin_chunks(source):
+            conn.send(chunk)
     except OSError:
         log.debug("stdin: the process stopped reading", exc_info=True)
     finally:
@@ -286,39 +276,6 @@ class SocketStdin(io.RawIOBase):
 
 
 # ---------------------------------------------------------------------------------------- sinks
-
-
-class WriterSink:
-    """Hands bytes to a caller's writer: binary as is, text decoded (UTF-8, split-safe)."""
-
-    def __init__(self, writer: Optional[IO[Any]]) -> None:
-        self.writer = writer
-        self._decoder: Optional[codecs.IncrementalDecoder] = None
-        if writer is not None and isinstance(writer, io.TextIOBase):
-            self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-
-    def __call__(self, data: bytes) -> None:
-        if self.writer is None:
-            return
-        if self._decoder is None:
-            try:
-                self.writer.write(data)
-            except TypeError:
-                self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-                self.writer.write(self._decoder.decode(data))
-        else:
-            text = self._decoder.decode(data)
-            if text:
-                self.writer.write(text)
-        flush = getattr(self.writer, "flush", None)
-        if flush is not None:
-            flush()
-
-    def finish(self) -> None:
-        if self.writer is not None and self._decoder is not None:
-            tail = self._decoder.decode(b"", final=True)
-            if tail:
-                self.writer.write(tail)
 
 
 class PipeSink:
@@ -395,4 +352,4 @@ def streaming_session(process: ExecProcess) -> ExecTaskSession:
     return ExecTaskSession(stdin=stdin, stdout=out.reader, stderr=err.reader, wait=wait, close=close)
 
 
-__all__ = ["ExecProcess", "PipeSink", "SocketStdin", "WriterSink", "feed_stdin", "streaming_session"]
+__all__ = ["ExecProcess", "PipeSink", "SocketStdin", "feed_stdin", "streaming_session"]

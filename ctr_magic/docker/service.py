@@ -33,6 +33,7 @@ from .. import errors
 from ..constants import DEFAULT_DOCKER_SOCKET, DEFAULT_STOP_TIMEOUT, ENV_DOCKER_HOST
 from ..hosthelpers import timezone_spec
 from ..reference import match_stored_name, parse_reference
+from ..stdio import WriterSink
 from ..taskfilter import compile_task_filter
 from ..types import (
     ContainerInfo,
@@ -66,7 +67,7 @@ from .convert import (
     task_info,
     task_status,
 )
-from .exec import ExecProcess, WriterSink, feed_stdin, streaming_session
+from .exec import ExecProcess, feed_stdin, streaming_session
 from .frames import STDERR, iter_frames
 
 log = logging.getLogger(__name__)
