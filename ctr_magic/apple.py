@@ -250,11 +250,11 @@ class AppleService(DockerService):
 
     def delete_container(self, id: str, opts: Optional[DeleteContainerOptions] = None) -> None:
         opts = opts or DeleteContainerOptions()
-        data = self._resolve(id)
+        data = self.names.resolve(id)
         self.api.container_remove(data["Id"], force=True, volumes=opts.cleanup_snapshot)
 
     def delete_task(self, container_id: str, opts: Optional[DeleteTaskOptions] = None) -> None:
-        data = self._resolve(container_id)
+        data = self.names.resolve(container_id)
         if opts is not None and opts.force and task_status(data.get("State")) in LIVE_STATUSES:
             with contextlib.suppress(errors.FailedPrecondition):
                 self.api.container_kill(data["Id"], "SIGKILL")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
@@ -165,7 +166,18 @@ def image_summaries(data: dict[str, Any]) -> list[ImageInfo]:
     return out
 
 
+@dataclass
+class DockerVersion:
+    version: str
+    api_version: str
+    os: str
+    arch: str
+    address: str
+    components: dict[str, str] = field(default_factory=dict)
+
+
 __all__ = [
+    "DockerVersion",
     "container_info",
     "container_name",
     "container_summary",

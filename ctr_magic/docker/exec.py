@@ -14,13 +14,14 @@ import io
 import logging
 import os
 import signal as _signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any, Optional
 
 from .. import errors
-from ..stdio import stdin_chunks
+from ..stdio import WriterSink, stdin_chunks
 from ..types import ExecTaskResult, ExecTaskSession
 from .api import EngineAPI
 from .frames import STDERR, STDOUT, SYSTEMERR, iter_frames
@@ -352,4 +353,31 @@ def streaming_session(process: ExecProcess) -> ExecTaskSession:
     return ExecTaskSession(stdin=stdin, stdout=out.reader, stderr=err.reader, wait=wait, close=close)
 
 
-__all__ = ["ExecProcess", "PipeSink", "SocketStdin", "feed_stdin", "streaming_session"]
+def start_feeder(process: ExecProcess, stdin: Any) -> threading.Thread:
+    """A daemon thread writing *stdin* into the exec's connection, then half-closing it."""
+    feeder = threading.Thread(target=feed_stdin, args=(process.conn, stdin),
+                              name=f"exec-stdin-{process.exec_id[:8]}", daemon=True)
+    feeder.start()
+    return feeder
+
+
+def attach_stdio(api: EngineAPI, cid: str, name: str, tty: bool) -> None:
+    """Copy the container's output to this process's stdout/stderr until it exits (before start: nothing lost)."""
+    conn = api.container_attach(cid)
+    out, err = WriterSink(sys.stdout), WriterSink(sys.stderr)
+
+    def pump() -> None:
+        try:
+            for stream, data in iter_frames(conn.recv, multiplexed=not tty):
+                (err if stream == STDERR else out)(data)
+        except (OSError, ValueError):
+            log.debug("attach to %s ended", name, exc_info=True)
+        finally:
+            out.finish()
+            err.finish()
+            conn.close()
+
+    threading.Thread(target=pump, name=f"attach-{name}", daemon=True).start()
+
+
+__all__ = ["ExecProcess", "PipeSink", "SocketStdin", "attach_stdio", "feed_stdin", "start_feeder", "streaming_session"]
