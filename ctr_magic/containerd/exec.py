@@ -10,6 +10,7 @@ still runs, deleted, and its FIFO directory removed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import secrets
@@ -217,13 +218,11 @@ class ExecPart:
                         run.wait_future.result(timeout=KILL_WAIT)  # then deleted anyway
                     except Exception:
                         log.debug("killing exec %s", run.exec_id, exc_info=True)
-                try:
+                with contextlib.suppress(errors.NotFound):
                     self.client.call(self.tasks_stub.DeleteProcess,
                                      tasks_pb2.DeleteProcessRequest(container_id=run.container_id,
                                                                     exec_id=run.exec_id),
                                      what=f"deleting exec {run.exec_id} in container {run.container_id}")
-                except errors.NotFound:
-                    pass
         finally:
             if run.wait_future is not None:
                 run.wait_future.cancel()

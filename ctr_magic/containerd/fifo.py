@@ -13,6 +13,7 @@ reader exists by then.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import io
@@ -39,10 +40,9 @@ READ_CHUNK = 1 << 20
 
 
 def _grow_pipe(fd: int) -> None:
-    try:
+    # Over /proc/sys/fs/pipe-max-size for an unprivileged user: the default size is fine.
+    with contextlib.suppress(OSError):
         fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:  # over /proc/sys/fs/pipe-max-size for an unprivileged user: the default is fine
-        pass
 
 
 class FifoSet:
@@ -109,10 +109,8 @@ class FifoSet:
     def close(self) -> None:
         """Close what is still open and remove the directory (idempotent)."""
         for name in ("stdin", "stdout", "stderr"):
-            try:
+            with contextlib.suppress(OSError):
                 self.close_fd(name)
-            except OSError:
-                pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> FifoSet:
@@ -216,7 +214,7 @@ def copy_in_background(fifos: FifoSet, sinks: dict[str, Optional[Sink]], name: s
 
 def append_to_file(path: str) -> tuple[Sink, Callable[[], None]]:
     """A sink appending to *path* (flushed per chunk, so readers see it at once) and its closer."""
-    fh = open(path, "ab", buffering=0)  # closed by the returned closer
+    fh = open(path, "ab", buffering=0)  # noqa: SIM115  (closed by the returned closer)
 
     def write(chunk: memoryview) -> None:
         fh.write(chunk)
@@ -238,10 +236,8 @@ class _FifoEnd(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
         super().close()
 
 

@@ -205,7 +205,7 @@ class EngineAPI:
         self._call("DELETE", f"/containers/{name}", params={"force": _flag(force), "v": _flag(volumes)},
                    what=f"deleting container {name}", kind="container")
 
-    def container_logs(
+    def container_logs(  # noqa: PLR0913  (the Engine API's query parameters)
         self,
         name: str,
         *,

@@ -28,7 +28,7 @@ _STATUS = {
 
 def parse_time(value: Union[str, int, float, None]) -> Optional[datetime]:
     """RFC 3339 with nanoseconds, or unix seconds -> aware datetime; Docker's zero time -> None."""
-    if value is None or value == "" or value == 0:
+    if value is None or value in ("", 0):
         return None
     if isinstance(value, (int, float)):
         return datetime.fromtimestamp(value, tz=timezone.utc)

@@ -288,7 +288,7 @@ class PipeSink:
             import fcntl
 
             fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-        self.reader: IO[bytes] = open(read_fd, "rb")
+        self.reader: IO[bytes] = open(read_fd, "rb")  # noqa: SIM115  (the session's stdout; its owner closes it)
         self._dropped = False
 
     def __call__(self, data: bytes) -> None:
