@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
 from . import errors
-from .constants import DEFAULT_STOP_TIMEOUT, SOCKTAINER_BINARY, SOCKTAINER_SOCKET, SOCKTAINER_START_TIMEOUT
+from .constants import SOCKTAINER_BINARY, SOCKTAINER_SOCKET, SOCKTAINER_START_TIMEOUT
 from .docker.api import EngineAPI
 from .docker.convert import task_status
 from .docker.service import KILL_WAIT, LIVE_STATUSES, DockerService, signal_name
@@ -229,12 +229,7 @@ class AppleService(DockerService):
             self.api.close()
 
     # -- socktainer's behaviour ---------------------------------------------------------------------
-    def stop_container(self, container_id: str, opts: Optional[StopTaskOptions] = None) -> None:
-        opts = opts or StopTaskOptions()
-        cid = self._live_id(container_id)
-        if cid is None:
-            return
-        timeout = DEFAULT_STOP_TIMEOUT if opts.timeout is None else opts.timeout
+    def _stop(self, cid: str, container_id: str, opts: StopTaskOptions, timeout: float) -> None:
         seconds = max(0, math.ceil(timeout))
         try:
             self.api.container_stop(cid, t=seconds, signal=signal_name(opts.signal))  # 304: stopped already

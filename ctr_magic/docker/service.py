@@ -224,7 +224,10 @@ class DockerService:
         cid = self._live_id(container_id)
         if cid is None:
             return
-        timeout = DEFAULT_STOP_TIMEOUT if opts.timeout is None else opts.timeout
+        self._stop(cid, container_id, opts, DEFAULT_STOP_TIMEOUT if opts.timeout is None else opts.timeout)
+
+    def _stop(self, cid: str, container_id: str, opts: StopTaskOptions, timeout: float) -> None:
+        """Stop the live container *cid*: the signal, *timeout* seconds, then :meth:`_escalate_stop`."""
         name = signal_name(opts.signal)
         with contextlib.suppress(errors.FailedPrecondition):  # it stopped on its own meanwhile
             self.api.container_kill(cid, name)
