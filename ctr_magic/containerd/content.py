@@ -41,7 +41,7 @@ class ContentStore:
             for chunk in stream:
                 yield chunk.data
         finally:
-            stream.close()  # type: ignore[attr-defined]  (a generator: cancels the RPC)
+            stream.close()  # cancels the RPC
 
     def read(self, digest: str, *, size: int = 0, what: str = "") -> bytes:
         return b"".join(self.chunks(digest, size=size, what=what))
