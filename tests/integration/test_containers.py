@@ -96,12 +96,14 @@ def test_container_spec_applied(svc: DefaultService, made: Tracker, images: dict
     process = ctr_info(ctr, cid)["Spec"]["process"]
     assert process["env"][1:] == ["FOO=override", "EXTRA=1"]
     svc.start_container(cid)
-    out = io.StringIO()
+    # stdout and stderr arrive through separate FIFOs, so they are read into separate buffers:
+    # one shared buffer made the order of the two streams' lines a race.
+    out, err = io.StringIO(), io.StringIO()
     script = "cat /data/hello.txt; cat /etc/resolv.conf; hostname; pwd; id -u; echo $FOO $EXTRA; touch /data/x"
-    res = svc.exec_task(cid, ExecTaskRequest(args=["sh", "-c", script], stdout=out, stderr=out))
+    res = svc.exec_task(cid, ExecTaskRequest(args=["sh", "-c", script], stdout=out, stderr=err))
     lines = out.getvalue().splitlines()
     assert lines[:6] == ["from the host", "nameserver 10.1.2.3", "myhost", "/tmp", "1000", "override 1"]
-    assert "Read-only file system" in out.getvalue() and res.exit_code == 1
+    assert "Read-only file system" in err.getvalue() and res.exit_code == 1
 
 
 def test_host_dns_and_timezone(svc: DefaultService, made: Tracker) -> None:
