@@ -10,7 +10,7 @@ APT_PACKAGES := containerd runc docker-registry skopeo busybox-static containern
 export CTR_MAGIC_HOME ?= /var/lib/ctr-magic
 OUT ?= out
 
-.PHONY: help deps system-deps python-deps test unit lint demo up down lab protos bench clean
+.PHONY: help deps system-deps python-deps test unit lint demo up down lab protos bench clean test-swarm
 
 help:
 	@echo "make demo   - install everything, start the private containerd + registry, run the tutorials"
@@ -43,6 +43,10 @@ unit: deps
 
 test: deps lint
 	$(PY) -m pytest -q -p no:cacheprovider tests --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg
+
+# The swarm backend's tests alone (a local 3-node cluster; also part of `make test`).
+test-swarm: deps
+	$(PY) -m pytest -q -p no:cacheprovider tests/swarm tests/unit/test_swarm_specs.py
 
 up: deps
 	$(PY) -m ctr_magic.cli up

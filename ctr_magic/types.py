@@ -71,6 +71,8 @@ class ContainerSpec:
     hostname: str = ""
     host_dns: bool = False
     host_timezone: bool = False
+    #: keep stdin open for an attached start with input (Docker must know at create time)
+    stdin: bool = False
 
 
 @dataclass

@@ -62,7 +62,7 @@ def _pb_mounts(mounts: list[MountInfo]) -> list[mount_pb2.Mount]:
 
 
 def new_config(base: dict[str, Any], diff_id: str, *, created: str, created_by: str, message: str,
-               cmd: Optional[list[str]], env: Optional[list[str]]) -> dict[str, Any]:
+               cmd: Optional[list[str]], env: Optional[list[str]], author: str = "") -> dict[str, Any]:
     """The committed image's config: the base config plus one layer and one history entry."""
     config = copy.deepcopy(base)
     config["created"] = created
@@ -72,6 +72,9 @@ def new_config(base: dict[str, Any], diff_id: str, *, created: str, created_by: 
     entry: dict[str, Any] = {"created": created, "created_by": created_by}
     if message:
         entry["comment"] = message
+    if author:
+        entry["author"] = author
+        config["author"] = author
     config["history"] = [*config.get("history", []), entry]
     runtime = config.setdefault("config", {})
     if cmd is not None:
@@ -85,7 +88,7 @@ class Committer:
     """One commit of one container (see module docstring). Used by ``commit_container``."""
 
     def __init__(self, service: Any, container_id: str, image_ref: str, *, cmd: Optional[list[str]],
-                 env: Optional[list[str]], message: str, replace: bool) -> None:
+                 env: Optional[list[str]], message: str, replace: bool, author: str = "") -> None:
         self.svc = service
         self.client = service.client
         self.container_id = container_id
@@ -93,6 +96,7 @@ class Committer:
         self.cmd = cmd
         self.env = env
         self.message = message
+        self.author = author
         self.replace = replace
 
     # -- steps -------------------------------------------------------------------------------------
@@ -174,6 +178,7 @@ class Committer:
                            lease: str) -> Descriptor:
         created = _now()
         config = new_config(base.config, diff_id, created=created, message=self.message, cmd=self.cmd, env=self.env,
+                            author=self.author,
                             created_by=f"ctr-magic commit {self.container_id}")
         config_bytes = to_json_bytes(config)
         config_media = base.manifest.get("config", {}).get("mediaType") or MEDIA_OCI_CONFIG
@@ -257,11 +262,13 @@ def commit_container(
     env: Optional[list[str]] = None,
     message: str = "",
     replace: bool = False,
+    author: str = "",
 ) -> ImageInfo:
     """Save the container's files as a new image *image_ref* (see module docstring).
 
     ``cmd`` replaces the image's Cmd; ``env`` entries (``KEY=VALUE``) replace or add variables;
-    ``message`` becomes the history comment. An existing *image_ref* is AlreadyExists unless
+    ``message`` becomes the history comment, ``author`` the image's author. An existing *image_ref* is
+    AlreadyExists unless
     ``replace=True``.
     """
     missing = [n for n, v in (("container_id", container_id), ("image_ref", image_ref)) if not v]
@@ -272,7 +279,8 @@ def commit_container(
         raise errors.InvalidArgument("commit_container: cmd must be a list of strings", hint='e.g. ["sh", "-c", "..."]')
     if env is not None and (isinstance(env, str) or not all(isinstance(e, str) and "=" in e for e in env)):
         raise errors.InvalidArgument("commit_container: env must be a list of KEY=VALUE strings")
-    return Committer(service, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace).run()
+    return Committer(service, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace,
+                     author=author).run()
 
 
 __all__ = ["commit_container", "new_config"]

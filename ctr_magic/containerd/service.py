@@ -40,8 +40,10 @@ from ..types import (
     StopTaskOptions,
     TaskInfo,
 )
+from .attach import AttachPart
 from .client import ContainerdClient
 from .containers import ContainersPart
+from .copy import CopyPart
 from .exec import ExecPart
 from .images import ImagesPart
 from .imagestore import ImageStore
@@ -99,6 +101,8 @@ class DefaultService:
         self.task_part = TasksPart(self.runtime)
         self.exec_part = ExecPart(self.runtime)
         self.snapshot_part = SnapshotsPart(self.runtime, self.container_part)
+        self.attach_part = AttachPart(self.runtime, self.task_part)
+        self.copy_part = CopyPart(self.runtime, self._mount_root)
 
     @classmethod
     def connect(
@@ -211,6 +215,23 @@ class DefaultService:
 
     def logs(self, container_id: str, *, follow: bool = False, timeout: Optional[float] = None) -> Iterator[bytes]:
         return self.task_part.logs(container_id, follow=follow, timeout=timeout)
+
+    # -- attach_part and copy_part (features Attaching and Copying) ---------------------------------
+    def start_attached(self, container_id: str, *, stdin: bool = False, terminal: bool = False) -> ExecTaskSession:
+        return self.attach_part.start_attached(container_id, stdin=stdin, terminal=terminal)
+
+    def copy_from_container(self, container_id: str, path: str, dest: str, *,
+                            progress: Optional[Callable[[int, int], None]] = None) -> int:
+        return self.copy_part.copy_from_container(container_id, path, dest, progress=progress)
+
+    def copy_to_container(self, container_id: str, source: str, path: str, *,
+                          progress: Optional[Callable[[int, int], None]] = None) -> int:
+        return self.copy_part.copy_to_container(container_id, source, path, progress=progress)
+
+    def _mount_root(self, container_id: str, read_only: bool) -> Any:
+        from .mounts import mount_container_snapshot
+
+        return mount_container_snapshot(self, container_id, read_only=read_only)
 
     # -- exec_part ------------------------------------------------------------
     def exec_task(self, container_id: str, req: ExecTaskRequest) -> ExecTaskResult:
@@ -331,11 +352,13 @@ class DefaultService:
 
     # -- images from containers ----------------------------------------------------------------------
     def commit_container(self, container_id: str, image_ref: str, *, cmd: Optional[list[str]] = None,
-                         env: Optional[list[str]] = None, message: str = "", replace: bool = False) -> ImageInfo:
+                         env: Optional[list[str]] = None, message: str = "", replace: bool = False,
+                         author: str = "") -> ImageInfo:
         """Save the container's files as a new image (``docker commit``); see :mod:`.commit`."""
         from .commit import commit_container
 
-        return commit_container(self, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace)
+        return commit_container(self, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace,
+                                author=author)
 
     # -- daemon facts ---------------------------------------------------------------------------
     def version(self, timeout: Optional[float] = 10.0) -> DaemonVersion:

@@ -37,7 +37,9 @@ def create_body(req: CreateContainerRequest, image: str) -> dict[str, Any]:
         "Image": image,
         "Labels": dict(req.labels),
         "Tty": bool(spec.tty),
-        "OpenStdin": False,
+        "OpenStdin": bool(spec.stdin),
+        "StdinOnce": bool(spec.stdin),  # the attach that feeds it ends the input
+        "AttachStdin": bool(spec.stdin),
         "AttachStdout": False,
         "AttachStderr": False,
         "HostConfig": host,

@@ -36,6 +36,8 @@ from ..types import (
     TaskStatus,
 )
 from .api import EngineAPI, socket_from_env
+from .archive import DockerFilesMixin
+from .attach import DockerAttachMixin
 from .convert import (
     DockerVersion,
     container_info,
@@ -49,6 +51,7 @@ from .exec import ExecProcess, attach_stdio, start_feeder, streaming_session
 from .names import ContainerNames, check_name
 from .progress import PullProgress
 from .requests import create_body, exec_body, require, signal_name
+from .transfer import DockerTransferMixin, registry_auth_header
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +59,11 @@ LIVE_STATUSES = (TaskStatus.RUNNING, TaskStatus.PAUSED)
 KILL_WAIT = 30.0  # how long to wait for the exit after SIGKILL
 
 
-class DockerService:
-    """The Service contract over the Engine API. ``DockerService.connect(socket)`` is the way in."""
+class DockerService(DockerTransferMixin, DockerAttachMixin, DockerFilesMixin):
+    """The Service contract over the Engine API. ``DockerService.connect(socket)`` is the way in.
+
+    Beyond the contract (see :mod:`ctr_magic.features`): tag, push, import/export and commit
+    (:mod:`.transfer`), attached start (:mod:`.attach`), copying files (:mod:`.archive`)."""
 
     backend = "docker"
     namespace = ""  # the Engine API has no namespaces
@@ -125,7 +131,8 @@ class DockerService:
             log.debug("%s: Docker always unpacks into its own storage driver", full)
         progress = PullProgress(full, opts.progress)
         self.api.image_pull(parsed.name, parsed.digest or parsed.tag, platform=opts.platform,
-                            on_event=progress, what=f"pulling image {full}")
+                            on_event=progress, what=f"pulling image {full}",
+                            auth=registry_auth_header(parsed.domain, self.registry_options))
         lookup = f"{parsed.name}@{parsed.digest}" if parsed.digest else full
         return image_info(self.api.image_inspect(lookup), name=full)
 

@@ -81,3 +81,12 @@ def test_cancel_scope_refuses_new_calls_and_cancels_tracked_ones(tmp_path: Path)
     stub = client.stub(version_pb2_grpc.VersionStub)
     with pytest.raises(Interrupted, match="asking for the version: cancelled"):
         client.call(stub.Version, None, what="asking for the version", cancel_scope=scope)
+
+
+def test_a_closed_client_says_so_instead_of_crashing(tmp_path: Path) -> None:
+    from ctr_magic.containerd.pb import snapshots_pb2_grpc
+
+    client = ContainerdClient(str(tmp_path / "nowhere.sock"), "default")
+    client.close()
+    with pytest.raises(Unavailable, match="was closed"):
+        client.stub(snapshots_pb2_grpc.SnapshotsStub)

@@ -43,6 +43,12 @@ GOOD = [
      {"check": True, "workdir": "/tmp", "user": "app", "label": ["a=b"], "hostname": "h", "host_dns": True,
       "host_tz": True, "cmd": []}),
     ("run --from v1 busybox", "run", {"from_snapshot": "v1"}),
+    ("run -i -t --stdin data busybox -- cat", "run", {"interactive": True, "tty": True, "stdin": "data",
+                                                     "cmd": ["cat"]}),
+    ("cp box:/data ./local", "cp", {"source": "box:/data", "dest": "./local"}),
+    ("cp ./data box:/data/", "cp", {"source": "./data", "dest": "box:/data/"}),
+    ("ps --labels", "ps", {"all_labels": True}),
+    ("commit box me/img:1 -a 'Ada <ada@example.org>'", "commit", {"author": "Ada <ada@example.org>"}),
     ("start box --net", "start", {"id": "box", "net": True}),
     ("stop a b -t 3 -s KILL --force", "stop", {"ids": ["a", "b"], "timeout": 3.0, "signal": 9, "force": True}),
     ("kill box -s HUP --all", "kill", {"id": "box", "signal": int(signal.SIGHUP), "all": True}),
@@ -74,6 +80,17 @@ GOOD = [
     ("ns rm other", "ns rm", {"name": "other"}),
     ("lock --show", "lock", {"show": True}),
     ("lock --delete", "lock", {"delete": True}),
+    ("use swarm --socket /run/m.sock --node node2=/run/n2.sock --node node3=tcp://10.0.0.3:2375", "use",
+     {"backend": "swarm", "node": ["node2=/run/n2.sock", "node3=tcp://10.0.0.3:2375"]}),
+    ("up --swarm 3", "up", {"swarm": 3}),
+    ("run --replicas 6 --constraint node.labels.zone==a --constraint node.role!=manager --reserve-cpus 0.5 "
+     "--reserve-memory 64m --limit-cpus 1 --limit-memory 128m -d --name web busybox sleep 9", "run",
+     {"replicas": 6, "constraint": ["node.labels.zone==a", "node.role!=manager"], "reserve_cpus": "0.5",
+      "reserve_memory": "64m", "limit_cpus": "1", "limit_memory": "128m", "detach": True, "cmd": ["sleep", "9"]}),
+    ("nodes", "nodes", {}),
+    ("scale web=3 db=0 -d", "scale", {"targets": ["web=3", "db=0"], "detach": True}),
+    ("update web --image busybox:2 -e MODE=fast -e OLD- -d", "update",
+     {"service": "web", "image": "busybox:2", "env": ["MODE=fast", "OLD-"], "detach": True}),
 ]  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from .session import ConnectionSettings, Session
 class CtrMagic(Magics, Configurable):
     """Containers as a notebook resource: ``%ctr COMMAND ...`` (``%ctr --help`` lists the commands)."""
 
-    backend = Unicode("", help="containerd, docker or apple; empty: $CTR_MAGIC_BACKEND, else containerd").tag(
+    backend = Unicode("", help="containerd, docker, apple or swarm; empty: $CTR_MAGIC_BACKEND, else containerd").tag(
         config=True
     )
     socket = Unicode(

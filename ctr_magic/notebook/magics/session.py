@@ -34,6 +34,8 @@ class Session:
     #: the private environment this session started (it stops only that one).
     environment: Any = None
     started_environment: bool = False
+    #: the Swarm test cluster this session started (`%ctr up --swarm N`), stopped by `%ctr down`.
+    cluster: Any = None
     #: what tab completion listed recently: kind -> (monotonic time, names)
     completion_cache: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
     _service: Any = None
