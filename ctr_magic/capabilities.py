@@ -58,6 +58,11 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability("network", "`setup_network` / `remove_network`"),
     Capability("snapshots", "snapshots (commit, list, prepare, mounts, create from snapshot)"),
     Capability("namespaces", "namespaces"),
+    Capability("build", "build from a Dockerfile (`%%ctr build`, `build_image`)"),
+    Capability("py.cells", "Python cells (`%%ctr py`) over the exec stream"),
+    Capability("limits.create", "resource limits at create (memory, CPUs, pids, /dev/shm, rlimits, read-only)"),
+    Capability("limits.update", "new limits for a running container (`%ctr update`)"),
+    Capability("limits.oom_report", "an OOM kill reported as such (not a bare exit code 137)"),
 )
 
 TABLE: dict[str, dict[str, Entry]] = {
@@ -87,6 +92,13 @@ TABLE: dict[str, dict[str, Entry]] = {
                            "cannot strand a checkpoint version, and `remove_snapshot` clears a version stranded "
                            "before"),
         "namespaces": Entry(Support.YES),
+        "build": Entry(Support.YES, "ctr-magic's own builder: steps on snapshots, a layer cache per step, RUN's "
+                       "stdout and stderr apart, a network only with `--net`"),
+        "py.cells": Entry(Support.YES),
+        "limits.create": Entry(Support.YES, "OCI `linux.resources` (cgroup v1 fields; v2 `unified` too on a v2 "
+                               "host); `/sys/fs/cgroup` mounted read-only when limits are set"),
+        "limits.update": Entry(Support.YES, "`Tasks.Update`, kept in the container's spec for its next start"),
+        "limits.oom_report": Entry(Support.YES, "from the cgroup's OOM-kill counter, read before the task goes"),
     },
     BACKEND_DOCKER: {
         "pull.progress": Entry(Support.YES, "per layer; layers named by Docker's short ids"),
@@ -111,6 +123,12 @@ TABLE: dict[str, dict[str, Entry]] = {
         "network": Entry(Support.NO, "Docker wires networks at create: the calls only check the container"),
         "snapshots": Entry(Support.NO, "`NotSupported`: the Engine API has no snapshots"),
         "namespaces": Entry(Support.NO),
+        "build": Entry(Support.PARTIAL, "the Engine's own builder (`/build`); RUN's stdout and stderr arrive as one "
+                       "stream"),
+        "py.cells": Entry(Support.YES),
+        "limits.create": Entry(Support.YES, "HostConfig"),
+        "limits.update": Entry(Support.YES, "`POST /containers/{id}/update`"),
+        "limits.oom_report": Entry(Support.YES, "from `State.OOMKilled`"),
     },
     BACKEND_APPLE: {
         "pull.progress": Entry(Support.PARTIAL, "socktainer reports one combined bar, not per layer"),
@@ -135,6 +153,12 @@ TABLE: dict[str, dict[str, Entry]] = {
         "network": Entry(Support.NO, "no-ops, as the reference"),
         "snapshots": Entry(Support.NO, "`NotSupported`, as the reference"),
         "namespaces": Entry(Support.NO),
+        "build": Entry(Support.PARTIAL, "sent to `/build` as on Docker; socktainer's support of it is unverified"),
+        "py.cells": Entry(Support.PARTIAL, "the interrupt travels over stdin and works; an agent stuck past it "
+                          "cannot be killed from outside the VM"),
+        "limits.create": Entry(Support.PARTIAL, "sent as HostConfig; what socktainer applies is unverified"),
+        "limits.update": Entry(Support.PARTIAL, "sent to `/containers/{id}/update`; unverified on socktainer"),
+        "limits.oom_report": Entry(Support.PARTIAL, "from `State.OOMKilled`, if socktainer sets it"),
     },
 }
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Optional, Protocol, TypeVar, Un
 from .errors import NotSupported
 
 if TYPE_CHECKING:
+    from .build.events import BuildResult
+    from .limits import ResourceLimits
     from .types import ExecTaskSession, ImageInfo, LayerProgress, SnapshotCommitResult, SnapshotInfo
 
 
@@ -77,6 +79,26 @@ class Namespaces(Protocol):
     def namespaces(self) -> list[str]: ...
 
     def delete_namespace(self, name: str = "") -> None: ...
+
+
+@runtime_checkable
+class Build(Protocol):
+    def build_image(self, dockerfile: str = "", context: str = ".", *, tags: Optional[list[str]] = None,
+                    **options: Any) -> BuildResult: ...
+
+    def prune_build_cache(self) -> int: ...
+
+
+@runtime_checkable
+class ResourceUpdates(Protocol):
+    def update_container(self, container_id: str, limits: ResourceLimits) -> None: ...
+
+
+@runtime_checkable
+class OomReports(Protocol):
+    def oom_killed(self, container_id: str) -> bool: ...
+
+    def memory_limit(self, container_id: str) -> int: ...
 
 
 @runtime_checkable
@@ -203,10 +225,22 @@ FEATURES: tuple[Feature, ...] = (
     Feature(Copying, "copying files in and out (`cp`)", "use the containerd or Docker backend", commands=("cp",),
             notes=(("containerd", "through the task's root (or the mounted snapshot when stopped)"),
                    ("docker", "`/containers/{id}/archive`"))),
+    Feature(Build, "building images from a Dockerfile", "use the containerd or Docker backend",
+            commands=("build",), notes=(("containerd", "ctr-magic's own builder on snapshots"),
+                                        ("docker", "`POST /build`"),
+                                        ("apple", "`POST /build`; unverified on socktainer"))),
     Feature(ClusterServices, "services with replicas", _CLUSTER_WAY_OUT),
     Feature(ClusterNodes, "cluster nodes", _CLUSTER_WAY_OUT),
     Feature(Scaling, "scaling services", _CLUSTER_WAY_OUT),
     Feature(RollingUpdates, "rolling updates", _CLUSTER_WAY_OUT),
+    Feature(ResourceUpdates, "changing the limits of a running container",
+            "use the containerd or Docker backend, or recreate the container with the new limits",
+            commands=("update --memory/--cpus",),
+            notes=(("containerd", "`Tasks.Update`, kept in the container's spec"),
+                   ("docker", "`POST /containers/{id}/update`"))),
+    Feature(OomReports, "out-of-memory reports", "use the containerd or Docker backend",
+            commands=("run", "py"),
+            notes=(("containerd", "the cgroup's OOM-kill counter"), ("docker", "`State.OOMKilled`"))),
 )
 
 _FeatureT = TypeVar("_FeatureT")
@@ -251,6 +285,7 @@ def require(service: object, protocol: type[_FeatureT], action: str = "") -> _Fe
 __all__ = [
     "FEATURES",
     "Attaching",
+    "Build",
     "Checkpoints",
     "ClusterNodes",
     "ClusterServices",
@@ -263,7 +298,9 @@ __all__ = [
     "LogFiles",
     "Logs",
     "Namespaces",
+    "OomReports",
     "Pushing",
+    "ResourceUpdates",
     "RollingUpdates",
     "Scaling",
     "Signals",

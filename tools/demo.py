@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ("01-quickstart.ipynb", "02-data-science.ipynb", "03-snapshots-and-reproducibility.ipynb")
+NOTEBOOKS = ("01-quickstart.ipynb", "02-data-science.ipynb", "03-snapshots-and-reproducibility.ipynb",
+             "04-python-in-containers.ipynb")
 
 log = logging.getLogger("demo")
 

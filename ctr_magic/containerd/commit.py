@@ -28,6 +28,7 @@ from ..constants import (
     MEDIA_DOCKER_LAYER_GZIP,
     MEDIA_DOCKER_MANIFEST,
     MEDIA_OCI_CONFIG,
+    MEDIA_OCI_LAYER,
     MEDIA_OCI_LAYER_GZIP,
     MEDIA_OCI_MANIFEST,
     VIEW_SNAPSHOT_PREFIX,
@@ -59,6 +60,25 @@ def _digest(data: bytes) -> str:
 
 def _pb_mounts(mounts: list[MountInfo]) -> list[mount_pb2.Mount]:
     return [mount_pb2.Mount(type=m.type, source=m.source, options=list(m.options)) for m in mounts]
+
+
+def diff_layer(service: Any, left: list[MountInfo], right: list[MountInfo], *, lease: str, what: str, ref: str,
+               media_type: str = MEDIA_OCI_LAYER_GZIP) -> tuple[Descriptor, str]:
+    """The change from *left* to *right* (mounts) as a layer blob in the content store, written by the
+    Diff service under *lease*: (descriptor, diff_id). An uncompressed layer is its own diff_id."""
+    client = service.client
+    stub = client.stub(diff_pb2_grpc.DiffStub)
+    resp = client.call(stub.Diff, diff_pb2.DiffRequest(left=_pb_mounts(left), right=_pb_mounts(right),
+                                                       media_type=media_type, ref=ref),
+                       what=what, lease=lease, timeout=_DIFF_TIMEOUT)
+    info = service.content.info(resp.diff.digest)
+    diff_id = info.labels.get(LABEL_UNCOMPRESSED, "") if info is not None else ""
+    if not diff_id and media_type == MEDIA_OCI_LAYER:
+        diff_id = resp.diff.digest
+    if not diff_id:
+        raise errors.CtrError(f"{what}: the layer {resp.diff.digest} has no {LABEL_UNCOMPRESSED} label")
+    layer = Descriptor(media_type=resp.diff.media_type or media_type, digest=resp.diff.digest, size=int(resp.diff.size))
+    return layer, diff_id
 
 
 def new_config(base: dict[str, Any], diff_id: str, *, created: str, created_by: str, message: str,
@@ -153,23 +173,16 @@ class Committer:
                             f"image {base.name} is not unpacked in snapshotter {snapshotter!r}",
                             hint=f"pull it again with PullImageOptions(snapshotter={snapshotter!r})") from None
                 right = self.svc.snapshot_mounts(snapshotter, key)
-                stub = self.client.stub(diff_pb2_grpc.DiffStub)
-                resp = self.client.call(stub.Diff, diff_pb2.DiffRequest(
-                    left=_pb_mounts(left), right=_pb_mounts(right), media_type=MEDIA_OCI_LAYER_GZIP,
-                    ref=f"ctr-magic-commit-{self.container_id}-{secrets.token_hex(6)}"),
-                    what=f"diffing container {self.container_id}", lease=lease, timeout=_DIFF_TIMEOUT)
+                layer, diff_id = diff_layer(self.svc, left, right, lease=lease,
+                                            what=f"diffing container {self.container_id}",
+                                            ref=f"ctr-magic-commit-{self.container_id}-{secrets.token_hex(6)}")
             finally:
                 if view:
                     self._remove_snapshot(snapshotter, view)
-        info = self.svc.content.info(resp.diff.digest)
-        diff_id = info.labels.get(LABEL_UNCOMPRESSED, "") if info is not None else ""
-        if not diff_id:
-            raise errors.CtrError(f"the diff of container {self.container_id} ({resp.diff.digest}) has no "
-                                  f"{LABEL_UNCOMPRESSED} label")
         # Docker manifests list Docker layer types; the bytes (a gzip tar) are the same.
         media_type = MEDIA_DOCKER_LAYER_GZIP if base.manifest.get("mediaType") == MEDIA_DOCKER_MANIFEST \
-            else resp.diff.media_type or MEDIA_OCI_LAYER_GZIP
-        return Descriptor(media_type=media_type, digest=resp.diff.digest, size=int(resp.diff.size)), diff_id
+            else layer.media_type or MEDIA_OCI_LAYER_GZIP
+        return Descriptor(media_type=media_type, digest=layer.digest, size=layer.size), diff_id
 
     def _paused(self) -> _PausedTask:
         return _PausedTask(self.svc, self.container_id)
@@ -283,4 +296,4 @@ def commit_container(
                      author=author).run()
 
 
-__all__ = ["commit_container", "new_config"]
+__all__ = ["commit_container", "diff_layer", "new_config"]

@@ -11,13 +11,14 @@ import logging
 import signal as signal_module
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Optional, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional, Union
 
 from google.protobuf import empty_pb2
 
 from ..cni import ResultStore
 from ..constants import DEFAULT_NAMESPACE, DEFAULT_SOCKET_PATH
 from ..errors import FailedPrecondition
+from ..limits import ResourceLimits
 from ..registry import RegistryOptions
 from ..types import (
     ContainerInfo,
@@ -59,10 +60,14 @@ from .pb import (
     tasks_pb2,
     version_pb2_grpc,
 )
+from .resources import ResourceControl
 from .runtime_base import Runtime
 from .snapshots import SnapshotsPart
 from .snapshotstore import SnapshotStore
 from .tasks import TasksPart
+
+if TYPE_CHECKING:
+    from ..build.events import BuildResult
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,7 @@ class DefaultService:
         self.task_part = TasksPart(self.runtime)
         self.exec_part = ExecPart(self.runtime)
         self.snapshot_part = SnapshotsPart(self.runtime, self.container_part)
+        self.resource_part = ResourceControl(self.runtime)
         self.attach_part = AttachPart(self.runtime, self.task_part)
         self.copy_part = CopyPart(self.runtime, self._mount_root)
 
@@ -409,6 +415,31 @@ class DefaultService:
             out.append(PluginInfo(plugin.type, plugin.id, "error" if error else "ok", list(plugin.requires),
                                   error))
         return out
+
+    def build_image(self, dockerfile: str = "", context: str = ".", *, tags: Optional[list[str]] = None,
+                    **options: Any) -> BuildResult:
+        """Build an image from a Dockerfile with ctr-magic's own builder; see :mod:`ctr_magic.build`."""
+        from ..build import build_image
+
+        return build_image(self, "containerd", dockerfile, context, tags=tags, **options)
+
+    def prune_build_cache(self) -> int:
+        """Drop the build cache of this namespace (its layers go with the next garbage collection)."""
+        from ..build.cache import BuildCache
+
+        return BuildCache(self, self.snapshotter).prune()
+
+    # -- resource_part (features.ResourceUpdates, features.OomReports) ------------------------------
+    def update_container(self, container_id: str, limits: ResourceLimits) -> None:
+        """New memory/CPU/pids limits for a running container (``Tasks.Update``), kept for its next start."""
+        self.resource_part.update(container_id, limits)
+
+    def oom_killed(self, container_id: str) -> bool:
+        """True when the OOM killer took a process of the container's task (ask before deleting the task)."""
+        return self.resource_part.oom_killed(container_id)
+
+    def memory_limit(self, container_id: str) -> int:
+        return self.resource_part.memory_limit(container_id)
 
     def close(self) -> None:
         self.client.close()

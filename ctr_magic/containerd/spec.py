@@ -41,6 +41,7 @@ from .userdb import (
     parse_passwd,
     resolve_user,
 )
+from .resources import apply_limits
 
 OCI_VERSION = "1.0.2-dev"
 
@@ -305,6 +306,7 @@ def build_spec(
     spec["hostname"] = default_hostname(container_id)
     apply_image_config(spec, image_config, files)
     apply_container_spec(spec, cs, files, resolv_conf_path=resolv_conf_path)
+    apply_limits(spec, cs.limits)
     if not spec["process"]["args"]:
         raise errors.InvalidArgument(
             f"nothing to run in container {container_id!r}: image {image_name or '(unknown)'} has no "

@@ -270,6 +270,22 @@ class EngineAPI:
             self._call("PUT", f"/containers/{container}/archive", params={"path": path}, content=chunks,
                        headers={"Content-Type": "application/x-tar"}, what=what, kind="path", timeout=None)
 
+    # -- builds ------------------------------------------------------------------------------------------
+    def image_build(self, params: dict[str, Any], context: Iterator[bytes], *, on_line: Callable[[str], None],
+                    what: str) -> None:
+        """``POST /build`` with a tar'd context streamed as the body; each line of the answer to *on_line*."""
+        with self._served(what), self.transport.stream(
+                "POST", self._path("/build"), params=params, what=what, kind="image", content=context,
+                headers={"Content-Type": "application/x-tar"}) as resp:
+            for line in resp.iter_lines():
+                if line.strip():
+                    on_line(line)
+
+    def build_prune(self) -> JSON:
+        what = "pruning the build cache"
+        with self._served(what):
+            return self._call("POST", "/build/prune", what=what).json()
+
     # -- containers -----------------------------------------------------------------------------------
     def container_create(self, name: str, body: JSON) -> JSON:
         return self._call("POST", "/containers/create", params={"name": name}, body=body,
@@ -281,6 +297,10 @@ class EngineAPI:
 
     def container_inspect(self, name: str) -> JSON:
         return self._call("GET", f"/containers/{name}/json", what=f"inspecting container {name}",
+                          kind="container").json()
+
+    def container_update(self, name: str, body: JSON) -> JSON:
+        return self._call("POST", f"/containers/{name}/update", body=body, what=f"updating container {name}",
                           kind="container").json()
 
     def container_start(self, name: str) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from .. import errors
 from ..hosthelpers import timezone_spec
 from ..types import CreateContainerRequest, ExecTaskRequest, MountSpec
+from . import limits
 
 _SIZE_SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -33,6 +34,7 @@ def create_body(req: CreateContainerRequest, image: str) -> dict[str, Any]:
     host: dict[str, Any] = {"Mounts": mounts}
     if spec.dns:
         host["Dns"] = list(spec.dns)
+    host.update(limits.host_config(spec.limits))
     body: dict[str, Any] = {
         "Image": image,
         "Labels": dict(req.labels),

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from .. import errors
 from ..constants import DEFAULT_STOP_TIMEOUT
+from ..limits import ResourceLimits
 from ..reference import match_stored_name, parse_reference
 from ..stdio import WriterSink
 from ..taskfilter import compile_task_filter
@@ -35,6 +36,7 @@ from ..types import (
     TaskInfo,
     TaskStatus,
 )
+from . import limits
 from .api import EngineAPI, socket_from_env
 from .archive import DockerFilesMixin
 from .attach import DockerAttachMixin
@@ -113,6 +115,17 @@ class DockerService(DockerTransferMixin, DockerAttachMixin, DockerFilesMixin):
             components=components,
         )
 
+    def build_image(self, dockerfile: str = "", context: str = ".", *, tags: Optional[list[str]] = None,
+                    **options: Any) -> Any:
+        """Build an image from a Dockerfile with the Engine's ``/build``; see :mod:`ctr_magic.build`."""
+        from ..build import build_image
+
+        return build_image(self, "docker", dockerfile, context, tags=tags, **options)
+
+    def prune_build_cache(self) -> int:
+        """``POST /build/prune``: how many cache records the Engine dropped."""
+        return len(self.api.build_prune().get("CachesDeleted") or [])
+
     def close(self) -> None:
         self.api.close()
 
@@ -181,6 +194,16 @@ class DockerService(DockerTransferMixin, DockerAttachMixin, DockerFilesMixin):
 
     def get_container(self, id: str) -> ContainerInfo:
         return container_info(self.names.resolve(id))
+
+    # -- resource limits (features.ResourceUpdates, features.OomReports) -----------------------------
+    def update_container(self, container_id: str, new_limits: ResourceLimits) -> None:
+        self.api.container_update(self.names.target(container_id), limits.update_body(new_limits))
+
+    def oom_killed(self, container_id: str) -> bool:
+        return limits.oom_killed(self.names.resolve(container_id))
+
+    def memory_limit(self, container_id: str) -> int:
+        return limits.memory_limit(self.names.resolve(container_id))
 
     def list_containers(self) -> list[ContainerInfo]:
         return [container_summary(c) for c in self.api.containers(all=True)]

@@ -105,7 +105,9 @@ class Transport:
         content: Any = None,
         headers: Optional[dict[str, str]] = None,
     ) -> Iterator[httpx.Response]:
-        """A streamed response (pull progress, logs, events); no read timeout unless given."""
+        """A streamed response (pull progress, logs, events); no read timeout unless given.
+
+        *content* (bytes or an iterator of them) is sent as the raw request body instead of JSON."""
         self._check_open()
         with self._mapped_errors(what), self._client.stream(
             method, path, params=params, json=body, content=content, headers=headers, timeout=self._timeout(timeout)

@@ -80,6 +80,11 @@ GOOD = [
     ("ns rm other", "ns rm", {"name": "other"}),
     ("lock --show", "lock", {"show": True}),
     ("lock --delete", "lock", {"delete": True}),
+    ("build -t me/app:1 ctx -f ctx/Other.Dockerfile --build-arg V=2 --build-arg W --no-cache --net --target t",
+     "build", {"tag": ["me/app:1"], "context": "ctx", "file": "ctx/Other.Dockerfile", "build_arg": ["V=2", "W"],
+               "no_cache": True, "net": True, "target": "t"}),
+    ("build -t a -t b -q", "build", {"tag": ["a", "b"], "context": "", "quiet": True}),
+    ("build --prune", "build", {"prune": True}),
     ("use swarm --socket /run/m.sock --node node2=/run/n2.sock --node node3=tcp://10.0.0.3:2375", "use",
      {"backend": "swarm", "node": ["node2=/run/n2.sock", "node3=tcp://10.0.0.3:2375"]}),
     ("up --swarm 3", "up", {"swarm": 3}),
@@ -91,6 +96,13 @@ GOOD = [
     ("scale web=3 db=0 -d", "scale", {"targets": ["web=3", "db=0"], "detach": True}),
     ("update web --image busybox:2 -e MODE=fast -e OLD- -d", "update",
      {"service": "web", "image": "busybox:2", "env": ["MODE=fast", "OLD-"], "detach": True}),
+    ("run --memory 512m --cpus 1.5 --pids-limit 50 --read-only --ulimit nofile=10:20 busybox", "run",
+     {"memory": 512 << 20, "cpus": 1.5, "pids_limit": 50, "read_only": True}),
+    ("create --memory-swap -1 --memory 1g --shm-size 64m --cpu-shares 512 busybox", "create",
+     {"memory": 1 << 30, "memory_swap": -1, "shm_size": 64 << 20, "cpu_shares": 512}),
+    ("update box --memory 64m --cpus 0.5", "update", {"service": "box", "memory": 64 << 20, "cpus": 0.5}),
+    ("py --in a,df --out y --keep k img", "py", {"target": "img", "inputs": "a,df", "outputs": "y", "keep": "k"}),
+    ("py box -- x + 1", "py", {"target": "box", "expr": ["x", "+", "1"], "format": "pickle"}),
 ]  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from .attached import drive_attached
 from .common import CommandFailed, remove_network, report_exit, setup_network, stdin_data, strip_dashes
 from .context import Context
 from .failure import redact
+from .limitopts import limit_options, limits_from, oom_reason
 from .parsing import CELL_OPTIONAL, argument, command
 from .streams import TextSink
 from .swarm import cluster_options, is_cluster, run_service
@@ -53,6 +54,7 @@ def container_options(func: Any) -> Any:
         argument("--host-tz", action="store_true", help="use the host's time zone"),
         argument("--from", dest="from_snapshot", default="", metavar="SNAPSHOT",
                  help="start from a committed snapshot (a %ctr checkpoint version) instead of the image"),
+        limit_options,
         argument("image", help="image reference (pulled when absent; a lock file pins it)"),
         argument("cmd", nargs=argparse.REMAINDER, help="command and arguments (default: the image's)"),
     ]  # fmt: skip
@@ -83,6 +85,7 @@ def build_request(args: Any) -> CreateContainerRequest:
         hostname=args.hostname,
         host_dns=args.host_dns,
         host_timezone=args.host_tz,
+        limits=limits_from(args),
     )
     return CreateContainerRequest(id=name, image_ref=args.image, labels=argtypes.parse_labels(args.label), spec=spec)
 
@@ -196,10 +199,12 @@ def run(ctx: Context, args: Any) -> None:
         raise
     interrupted = False
     code = 0
+    reason = ""
     try:
         if args.net:
             setup_network(ctx, container_id)
         code = drive_attached(session, stdin, log_path="" if args.rm else _log_path(ctx, container_id))
+        reason = oom_reason(ctx, container_id, code)  # before the task (and its cgroup) goes
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -208,7 +213,7 @@ def run(ctx: Context, args: Any) -> None:
             _discard(ctx, container_id, network=args.net)
     if interrupted:
         raise Interrupted(f"interrupted: killed {container_id}" + (" and removed it" if args.rm else ""))
-    report_exit(ctx, container_id, code, args.check)
+    report_exit(ctx, container_id, code, args.check, reason=reason)
 
 
 def _run_stdin(ctx: Context, args: Any) -> Any:

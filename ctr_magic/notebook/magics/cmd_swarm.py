@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import InvalidArgument
-from ...features import ClusterNodes, RollingUpdates, Scaling, require
+from ...features import ClusterNodes, ResourceUpdates, RollingUpdates, Scaling, require, supports
 from . import argtypes, imageref
 from .context import Context
+from .limitopts import limits_from, update_limit_options
 from .parsing import argument, command
 from .swarm import ProgressLines
 
@@ -39,13 +40,29 @@ def scale(ctx: Context, args: Any) -> None:
         ctx.say(f"scaled {name} to {count}")
 
 
-@command("update", help="swarm: rolling update of a service's image and env, with its progress")
-@argument("service", help="service name")
-@argument("--image", default="", help="new image (pinned to its digest)")
-@argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE|KEY-", help="set (or remove: KEY-) a variable")
-@argument("-d", "--detach", action="store_true", help="do not wait for the update to finish")
+@command("update", help="new limits for a running container (--memory, --cpus ...), or roll a swarm service "
+                        "to a new image/env", completes="container")
+@argument("service", help="container id, or a swarm service name")
+@argument("--image", default="", help="swarm: new image (pinned to its digest)")
+@argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE|KEY-",
+          help="swarm: set (or remove: KEY-) a variable")
+@argument("-d", "--detach", action="store_true", help="swarm: do not wait for the update to finish")
+@update_limit_options
 def update(ctx: Context, args: Any) -> None:
-    """Replace the service's tasks one by one with the new image/env; stops at the first failing task."""
+    """With --memory/--memory-swap/--cpus/--cpu-shares/--pids-limit: new limits for a running container
+    (containerd: Tasks.Update, kept for its next start; Docker: /containers/{id}/update).
+    With --image/-e on a swarm: replace the service's tasks one by one; stops at the first failing task.
+    """
+    limits = limits_from(args)
+    if not limits.is_empty():
+        if args.image or args.env:
+            raise InvalidArgument("limits and --image/-e cannot be combined",
+                                  hint="a service's limits are set at run (--limit-cpus, --limit-memory)")
+        require(ctx.service, ResourceUpdates, "%ctr update").update_container(args.service, limits)
+        ctx.say(f"updated {args.service}")
+        return
+    if not (args.image or args.env) and not supports(ctx.service, RollingUpdates):
+        raise InvalidArgument("nothing to update", hint="give --memory, --cpus, --cpu-shares or --pids-limit")
     service = require(ctx.service, RollingUpdates, "%ctr update")
     env = [item if item.endswith("-") and "=" not in item else argtypes.parse_env([item])[0] for item in args.env]
     image = imageref.resolve(ctx, args.image) if args.image else ""

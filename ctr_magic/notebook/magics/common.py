@@ -33,11 +33,11 @@ def shown(args: list[str], limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def report_exit(ctx: Context, what: str, code: int, check: bool) -> None:
-    """A non-zero exit: one red line, or a failed cell with ``--check``."""
+def report_exit(ctx: Context, what: str, code: int, check: bool, *, reason: str = "") -> None:
+    """A non-zero exit: one red line, or a failed cell with ``--check``; *reason* says why (an OOM kill)."""
     if code == 0:
         return
-    message = f"{what} exited with code {code}"
+    message = f"{what} {reason}, exit code {code}" if reason else f"{what} exited with code {code}"
     if check:
         raise CommandFailed(message, code)
     ctx.warn(f"%ctr {ctx.command}: {message}")

@@ -93,7 +93,7 @@ class CtrMagic(Magics, Configurable):
                 raise InvalidArgument(
                     f"%%ctr {name} takes no cell body", hint=f"write %ctr {name} ... on one line instead"
                 )
-            ctx = Context(magic=self, session=self.session, command=name, cell=cell, local_ns=local_ns)
+            ctx = Context(magic=self, session=self.session, command=name, cell=cell, local_ns=local_ns, line=line)
             return cmd.func(ctx, parsed.args)
         except parsing.HelpShown:
             return None

@@ -38,6 +38,8 @@ class Session:
     cluster: Any = None
     #: what tab completion listed recently: kind -> (monotonic time, names)
     completion_cache: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
+    #: the Python agents of ``%%ctr py`` (a ctr_magic.pycell.AgentPool, made on first use).
+    python_agents: Any = None
     _service: Any = None
     _service_key: Optional[tuple[str, str, str]] = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -65,7 +67,17 @@ class Session:
         with self._lock:
             self._close_service()
 
+    def agents(self) -> Any:
+        """The session's :class:`~ctr_magic.pycell.AgentPool` (one Python agent per container)."""
+        if self.python_agents is None:
+            from ...pycell.pool import AgentPool
+
+            self.python_agents = AgentPool()
+        return self.python_agents
+
     def _close_service(self) -> None:
+        if self.python_agents is not None:
+            self.python_agents.close()
         service, self._service, self._service_key = self._service, None, None
         close = getattr(service, "close", None)
         if close is not None:
