@@ -32,6 +32,7 @@ from .. import errors
 from ..constants import CONTAINER_RESOLV_CONF_NAME, DEFAULT_PATH_ENV
 from ..hosthelpers import CONTAINER_RESOLV_CONF
 from ..types import ContainerSpec, MountSpec
+from .resources import apply_limits
 from .userdb import (
     DirRootfs,
     NoRootfs,
@@ -41,7 +42,6 @@ from .userdb import (
     parse_passwd,
     resolve_user,
 )
-from .resources import apply_limits
 
 OCI_VERSION = "1.0.2-dev"
 
