@@ -246,13 +246,21 @@ def render_features_markdown() -> str:
         "| feature | `%ctr` commands | " + " | ".join(names[b] for b in BACKENDS) + " |",
         "|---|---|" + "---|" * len(BACKENDS),
     ]
+    elsewhere: list[str] = []
     for item in FEATURES:
+        if all(table[backend][item.title].support is Support.NO for backend in BACKENDS):
+            elsewhere.append(item.title)  # a cluster feature: one line under the table, not three refusals
+            continue
         cells = []
         for backend in BACKENDS:
             got = table[backend][item.title]
             cells.append(_MARK[got.support] + (f" {got.note}" if got.note else ""))
         commands = ", ".join(f"`{c}`" for c in item.commands)
         lines.append(f"| {item.title} | {commands} | " + " | ".join(cells) + " |")
+    if elsewhere:
+        lines.append("")
+        lines.append("Only on the swarm backend (the others answer `NotSupported` with the way out): "
+                     + ", ".join(elsewhere) + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ group/other write bits.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
@@ -138,10 +139,8 @@ def tar_stream(path: str, arcname: str, *, progress: Optional[Progress] = None) 
     finally:
         stop.set()
         while thread.is_alive():  # let a blocked producer finish
-            try:
+            with contextlib.suppress(queue.Empty):
                 chunks.get(timeout=0.1)
-            except queue.Empty:
-                pass
 
 
 # -- unpacking a tar -------------------------------------------------------------------------------

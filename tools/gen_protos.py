@@ -122,7 +122,7 @@ def _run_protoc(proto_dir: Path, raw_out: Path, files: list[str]) -> None:
         f"--grpc_python_out={raw_out}",
         *files,
     ]
-    proc = subprocess.run(cmd, cwd=proto_dir, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=proto_dir, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise GenerationError(f"protoc failed (exit {proc.returncode}):\n{proc.stderr}{proc.stdout}")
 

@@ -9,6 +9,7 @@ them. ``prune`` drops every entry.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -93,11 +94,9 @@ class BuildCache:
                 what=f"holding {resource_id} in build cache entry {lease_id}")
 
     def _delete(self, lease_id: str) -> None:
-        try:
+        with contextlib.suppress(errors.NotFound):
             self.client.call(self._stub.Delete, leases_pb2.DeleteRequest(id=lease_id),
                              what=f"deleting build cache entry {lease_id}")
-        except errors.NotFound:
-            pass
 
     def entries(self) -> list[str]:
         return [lease.id for lease in list_leases(self.client, [f'labels."{LABEL_LEASE_PURPOSE}"=={PURPOSE}'])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any, Optional
 
 import grpc
@@ -144,7 +144,7 @@ class ContainerdClient:
         what: str,
         timeout: Optional[float] = None,
         lease: str = "",
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         """Run a server-streaming (or stream-stream) RPC, mapping errors; cancel on early exit."""
         self._check_open()
         call = method(request, timeout=timeout, metadata=self.metadata(lease))

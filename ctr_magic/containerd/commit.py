@@ -42,7 +42,7 @@ from .imagestore import ResolvedImage, chain_ids
 from .ingest import ref_key, write_bytes
 from .leases import Lease
 from .pb import descriptor_pb2, diff_pb2, diff_pb2_grpc, images_pb2, images_pb2_grpc, mount_pb2, task_pb2, tasks_pb2
-from .spec import to_json_bytes
+from .spec import merge_env, to_json_bytes
 from .unpack import Unpacker
 
 log = logging.getLogger(__name__)
@@ -79,20 +79,6 @@ def diff_layer(service: Any, left: list[MountInfo], right: list[MountInfo], *, l
         raise errors.CtrError(f"{what}: the layer {resp.diff.digest} has no {LABEL_UNCOMPRESSED} label")
     layer = Descriptor(media_type=resp.diff.media_type or media_type, digest=resp.diff.digest, size=int(resp.diff.size))
     return layer, diff_id
-
-
-def merge_env(base: list[str], changes: list[str]) -> list[str]:
-    """*base* with each ``KEY=VALUE`` of *changes* replacing the same key (new keys appended)."""
-    out = list(base)
-    for item in changes:
-        key = item.split("=", 1)[0]
-        for i, existing in enumerate(out):
-            if existing.split("=", 1)[0] == key:
-                out[i] = item
-                break
-        else:
-            out.append(item)
-    return out
 
 
 def new_config(base: dict[str, Any], diff_id: str, *, created: str, created_by: str, message: str,
@@ -310,4 +296,4 @@ def commit_container(
                      author=author).run()
 
 
-__all__ = ["commit_container", "diff_layer", "merge_env", "new_config"]
+__all__ = ["commit_container", "diff_layer", "new_config"]

@@ -10,6 +10,7 @@ still runs, deleted, and its FIFO directory removed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import secrets
@@ -24,21 +25,14 @@ from google.protobuf import any_pb2
 
 from .. import errors
 from ..constants import EXEC_ID_PREFIX, PROCESS_TYPE_URL
+from ..stdio import caller_stdio, check_stdin, make_sink, stdin_chunks
 from ..types import ExecTaskRequest, ExecTaskResult, ExecTaskSession
-from .fifo import (
-    FifoReader,
-    FifoSet,
-    FifoWriter,
-    caller_stdio,
-    check_stdin,
-    make_sink,
-    pump,
-    stdin_chunks,
-)
+from .fifo import FifoReader, FifoSet, FifoWriter, pump
 from .grpc_errors import map_rpc_error
 from .pb import task_pb2, tasks_pb2
 from .runtime_base import KILL_WAIT, Runtime, check_id
-from .spec import DirRootfs, ExecProcessOptions, UserIds, exec_process, resolve_user, to_json_bytes
+from .spec import ExecProcessOptions, exec_process, to_json_bytes
+from .userdb import DirRootfs, UserIds, resolve_user
 
 log = logging.getLogger(__name__)
 
@@ -224,13 +218,11 @@ class ExecPart:
                         run.wait_future.result(timeout=KILL_WAIT)  # then deleted anyway
                     except Exception:
                         log.debug("killing exec %s", run.exec_id, exc_info=True)
-                try:
+                with contextlib.suppress(errors.NotFound):
                     self.client.call(self.tasks_stub.DeleteProcess,
                                      tasks_pb2.DeleteProcessRequest(container_id=run.container_id,
                                                                     exec_id=run.exec_id),
                                      what=f"deleting exec {run.exec_id} in container {run.container_id}")
-                except errors.NotFound:
-                    pass
         finally:
             if run.wait_future is not None:
                 run.wait_future.cancel()

@@ -13,7 +13,7 @@ reader exists by then.
 
 from __future__ import annotations
 
-import codecs
+import contextlib
 import errno
 import fcntl
 import io
@@ -21,7 +21,6 @@ import logging
 import os
 import select
 import shutil
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from typing import Any, Optional
 
 from .. import errors
 from ..constants import FIFO_DIR_PREFIX
+from ..stdio import Sink
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +36,13 @@ F_SETPIPE_SZ = 1031
 #: Bigger pipes mean fewer wake-ups when a process streams a lot (GiBs through stdout).
 PIPE_SIZE = 1 << 20
 READ_CHUNK = 1 << 20
-STDIN_CHUNK = 1 << 16
 
-Sink = Callable[[memoryview], None]
 
 
 def _grow_pipe(fd: int) -> None:
-    try:
+    # Over /proc/sys/fs/pipe-max-size for an unprivileged user: the default size is fine.
+    with contextlib.suppress(OSError):
         fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:  # over /proc/sys/fs/pipe-max-size for an unprivileged user: the default is fine
-        pass
 
 
 class FifoSet:
@@ -112,10 +109,8 @@ class FifoSet:
     def close(self) -> None:
         """Close what is still open and remove the directory (idempotent)."""
         for name in ("stdin", "stdout", "stderr"):
-            try:
+            with contextlib.suppress(OSError):
                 self.close_fd(name)
-            except OSError:
-                pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> FifoSet:
@@ -123,81 +118,6 @@ class FifoSet:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------------- writers and readers
-
-
-def is_binary_writer(writer: Any) -> bool:
-    """True for byte streams (files opened 'wb', BytesIO, sys.stdout.buffer), False for text ones."""
-    if isinstance(writer, (io.RawIOBase, io.BufferedIOBase)):
-        return True
-    if isinstance(writer, io.TextIOBase):
-        return False
-    try:
-        writer.write(b"")
-    except TypeError:
-        return False
-    return True
-
-
-def make_sink(writer: Any) -> tuple[Sink, Callable[[], None]]:
-    """A callable writing chunks to *writer* (decoding UTF-8 for text writers) and a finisher."""
-    if is_binary_writer(writer):
-        def write_bytes(chunk: memoryview) -> None:
-            writer.write(chunk)
-
-        def finish_bytes() -> None:
-            flush = getattr(writer, "flush", None)
-            if flush is not None:
-                flush()
-
-        return write_bytes, finish_bytes
-
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def write_text(chunk: memoryview) -> None:
-        text = decoder.decode(chunk)
-        if text:
-            writer.write(text)
-
-    def finish_text() -> None:
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            writer.write(tail)
-        flush = getattr(writer, "flush", None)
-        if flush is not None:
-            flush()
-
-    return write_text, finish_text
-
-
-def stdin_chunks(source: Any) -> Iterator[bytes]:
-    """bytes / str / a readable file (binary or text) as chunks of bytes."""
-    if source is None:
-        return
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        for start in range(0, len(data), STDIN_CHUNK):
-            yield data[start:start + STDIN_CHUNK]
-        return
-    if isinstance(source, str):
-        yield from stdin_chunks(source.encode())
-        return
-    read = getattr(source, "read", None)
-    if read is None:
-        raise errors.InvalidArgument(f"stdin must be bytes, str or a readable file, not {type(source).__name__}")
-    while True:
-        chunk = read(STDIN_CHUNK)
-        if not chunk:
-            return
-        yield chunk.encode() if isinstance(chunk, str) else bytes(chunk)
-
-
-def check_stdin(source: Any) -> None:
-    if source is None or isinstance(source, (bytes, bytearray, memoryview, str)) or hasattr(source, "read"):
-        return
-    raise errors.InvalidArgument(f"stdin must be bytes, str or a readable file, not {type(source).__name__}")
 
 
 # --------------------------------------------------------------------------- the copy loop
@@ -292,35 +212,14 @@ def copy_in_background(fifos: FifoSet, sinks: dict[str, Optional[Sink]], name: s
     return thread
 
 
-def caller_stdio() -> dict[str, Optional[Sink]]:
-    """Sinks writing to this process's sys.stdout / sys.stderr (looked up now: IPython swaps them)."""
-    out: dict[str, Optional[Sink]] = {}
-    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-        out[name] = _flushing(make_sink(stream)) if stream is not None else None
-    return out
-
-
 def append_to_file(path: str) -> tuple[Sink, Callable[[], None]]:
     """A sink appending to *path* (flushed per chunk, so readers see it at once) and its closer."""
-    fh = open(path, "ab", buffering=0)  # closed by the returned closer
+    fh = open(path, "ab", buffering=0)  # noqa: SIM115  (closed by the returned closer)
 
     def write(chunk: memoryview) -> None:
         fh.write(chunk)
 
     return write, fh.close
-
-
-def _flushing(pair: tuple[Sink, Callable[[], None]]) -> Sink:
-    write, finish = pair
-
-    def sink(chunk: memoryview) -> None:
-        write(chunk)
-        try:
-            finish()
-        except Exception:  # a closed stream: drop quietly rather than kill the copy
-            log.debug("flush failed", exc_info=True)
-
-    return sink
 
 
 class _FifoEnd(io.RawIOBase):
@@ -337,10 +236,8 @@ class _FifoEnd(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
         super().close()
 
 

@@ -18,7 +18,7 @@ from .. import errors
 from ..constants import ROOTFS_PEEK_PREFIX
 from ..hostmount import mount_all, unmount
 from .mounts import read_only_mounts
-from .spec import DirRootfs
+from .userdb import DirRootfs
 
 log = logging.getLogger(__name__)
 

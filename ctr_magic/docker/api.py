@@ -11,12 +11,13 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 from .. import errors
-from ..constants import DOCKER_MAX_API_VERSION, DOCKER_MIN_API_VERSION
+from ..constants import DEFAULT_DOCKER_SOCKET, DOCKER_MAX_API_VERSION, DOCKER_MIN_API_VERSION, ENV_DOCKER_HOST
 from .errors import first_line, stream_error
 from .frames import ChunkReader, iter_frames
 from .transport import HijackedConnection, Transport
@@ -48,6 +49,19 @@ def _flag(value: bool) -> str:
 
 def _filters(filters: Optional[dict[str, list[str]]]) -> dict[str, str]:
     return {"filters": json.dumps(filters)} if filters else {}
+
+
+def socket_from_env(socket: Optional[str] = None) -> str:
+    """``socket`` (a path or ``unix://`` URL), else ``$DOCKER_HOST``, else ``/var/run/docker.sock``."""
+    value = socket or os.environ.get(ENV_DOCKER_HOST) or DEFAULT_DOCKER_SOCKET
+    if value.startswith("unix://"):
+        value = value[len("unix://"):]
+    elif "://" in value:
+        raise errors.NotSupported(
+            f"Docker address {value!r}: only unix sockets are supported",
+            hint="pass the daemon's socket path, e.g. /var/run/docker.sock (forward a remote one with ssh -L)",
+        )
+    return value
 
 
 class EngineAPI:
@@ -317,7 +331,7 @@ class EngineAPI:
         self._call("DELETE", f"/containers/{name}", params={"force": _flag(force), "v": _flag(volumes)},
                    what=f"deleting container {name}", kind="container")
 
-    def container_logs(
+    def container_logs(  # noqa: PLR0913  (the Engine API's query parameters)
         self,
         name: str,
         *,
@@ -387,4 +401,4 @@ class EngineAPI:
         self.transport.close()
 
 
-__all__ = ["EngineAPI", "format_api_version", "parse_api_version"]
+__all__ = ["EngineAPI", "format_api_version", "parse_api_version", "socket_from_env"]

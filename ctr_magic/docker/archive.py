@@ -27,7 +27,7 @@ class DockerFilesMixin:
     def copy_from_container(self, container_id: str, path: str, dest: str, *,
                             progress: Optional[Progress] = None) -> int:
         """Copy *path* (file or directory) out of the container to the local *dest*; the bytes moved."""
-        cid = self._target(container_id)  # type: ignore[attr-defined]
+        cid = self.names.target(container_id)  # type: ignore[attr-defined]
         found = self._path_stat(cid, container_id, path)
         if found is None:
             raise errors.NotFound(f"{path} does not exist in container {container_id}")
@@ -47,7 +47,7 @@ class DockerFilesMixin:
         local = os.path.abspath(os.path.expanduser(source))
         if not os.path.lexists(local):
             raise errors.NotFound(f"local path {source} does not exist")
-        cid = self._target(container_id)  # type: ignore[attr-defined]
+        cid = self.names.target(container_id)  # type: ignore[attr-defined]
         found = self._path_stat(cid, container_id, path)
         if found is not None and int(found.get("mode") or 0) & _GO_MODE_DIR:
             directory, name = path, os.path.basename(local.rstrip("/"))

@@ -30,7 +30,7 @@ class DockerAttachMixin:
 
     def start_attached(self, container_id: str, *, stdin: bool = False, terminal: bool = False) -> ExecTaskSession:
         """Attach, start, and return at once a session over the container's own stdio."""
-        data = self._resolve(container_id)  # type: ignore[attr-defined]
+        data = self.names.resolve(container_id)  # type: ignore[attr-defined]
         cid = str(data["Id"])
         config = data.get("Config") or {}
         tty = bool(config.get("Tty"))

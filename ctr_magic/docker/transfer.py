@@ -177,7 +177,7 @@ class DockerTransferMixin:
             if "=" not in item:
                 raise errors.InvalidArgument(f"commit_container: env entry {item!r} is not KEY=VALUE")
             changes.append(f"ENV {item}")
-        cid = self._target(container_id)  # type: ignore[attr-defined]
+        cid = self.names.target(container_id)  # type: ignore[attr-defined]
         self.api.commit(cid, target.name, target.tag or "latest", comment=message, author=author, changes=changes)
         return image_info(self.api.image_inspect(full), name=full)
 

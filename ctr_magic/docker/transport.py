@@ -65,7 +65,7 @@ class Transport:
         value = self.timeout if timeout is _UNSET else timeout
         return httpx.Timeout(value, connect=_CONNECT_TIMEOUT)
 
-    def request(
+    def request(  # noqa: PLR0913  (an HTTP request: method, path, query, body, headers, timeout...)
         self,
         method: str,
         path: str,
@@ -92,7 +92,7 @@ class Transport:
         return resp
 
     @contextlib.contextmanager
-    def stream(
+    def stream(  # noqa: PLR0913  (as request(), streamed)
         self,
         method: str,
         path: str,

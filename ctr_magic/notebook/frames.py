@@ -7,6 +7,7 @@ Import this module lazily: it imports pandas.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Optional
@@ -28,7 +29,7 @@ _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 def human_size(value: Any) -> str:
     """Decimal units as ``docker images`` prints them: ``999 B``, ``1.2 kB``, ``34.5 MB``."""
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""
     size = float(value)
     for unit in _UNITS:

@@ -26,7 +26,7 @@ NETNS_DIR = "/run/netns"
 def ip(*args: str, netns: str = "", check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
     """Run ``ip ARGS`` (inside *netns* when given); a failure is one CtrError line."""
     cmd = ["ip", *(["-n", netns] if netns else []), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     if check and proc.returncode != 0:
         raise errors.CtrError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip() or proc.returncode}")
     return proc

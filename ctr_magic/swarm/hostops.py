@@ -90,16 +90,15 @@ def docker_cgroups(pids: Iterable[int]) -> set[str]:
     """The cgroup directories (per hierarchy) of containers among *pids*: removed after the kill."""
     out: set[str] = set()
     for pid in pids:
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{pid}/cgroup") as f:
-                for line in f:
-                    _, controllers, path = line.strip().split(":", 2)
-                    if "/docker/" not in path:
-                        continue
-                    names = controllers.split(",") if controllers else ["unified"]
-                    for name in names:
-                        name = name.removeprefix("name=")
-                        out.add(os.path.join(CGROUP_ROOT, name, path.lstrip("/")))
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                _, controllers, path = line.strip().split(":", 2)
+                if "/docker/" not in path:
+                    continue
+                names = controllers.split(",") if controllers else ["unified"]
+                for name in names:
+                    name = name.removeprefix("name=")
+                    out.add(os.path.join(CGROUP_ROOT, name, path.lstrip("/")))
     return out
 
 

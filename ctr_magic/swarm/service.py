@@ -28,7 +28,7 @@ from .. import errors
 from ..constants import BACKEND_SWARM
 from ..docker.api import EngineAPI
 from ..docker.service import DockerService, socket_from_env
-from ..docker.taskfilter import compile_filter
+from ..taskfilter import compile_task_filter
 from ..types import (
     ContainerInfo,
     CreateContainerRequest,
@@ -322,7 +322,7 @@ class SwarmService:
         return TaskInfo(container_id=info.name, id=info.id, status=status, exit_code=int(codes[0]) if codes else 0)
 
     def list_tasks(self, opts: Optional[ListTasksOptions] = None) -> list[TaskInfo]:
-        matches = compile_filter(opts.filter if opts else "")
+        matches = compile_task_filter(opts.filter if opts else "")
         out = [TaskInfo(container_id=t.service, id=t.id, status=t.status, exit_code=t.exit_code or 0)
                for t in self.cluster.tasks()]
         return [t for t in out if matches(t)]

@@ -121,7 +121,7 @@ class ServiceRequest:
 
     def to_spec(self, image: str) -> dict[str, Any]:
         """The ServiceSpec body of ``POST /services/create`` (image: the ref to run, pinned)."""
-        from ..docker.service import _mount  # the same Mount objects as a container's
+        from ..docker.requests import mount_body as _mount  # the same Mount objects as a container's
 
         container: dict[str, Any] = {"Image": image}
         if self.cmd:

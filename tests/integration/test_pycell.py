@@ -223,7 +223,7 @@ def test_unknown_variable_changes_nothing(shell: Any, backend: Backend) -> None:
 
 
 def test_values_that_cannot_cross_name_the_variable(shell: Any, box: str, tmp_path: Any) -> None:
-    shell.user_ns["handle"] = open(tmp_path / "f.txt", "w")
+    shell.user_ns["handle"] = open(tmp_path / "f.txt", "w")  # noqa: SIM115  (a value that cannot cross)
     shell.user_ns["fn"] = lambda: 1
     result, out, _ = run_cell(shell, f"%ctr py {box} --in handle -- 1")
     assert "--in handle: an open file cannot be pickled" in failure_line(result, out, CannotCross)

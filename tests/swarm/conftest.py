@@ -7,6 +7,7 @@ nothing of it is left (namespace, link, process, mount).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -84,10 +85,8 @@ def service_name(swarm: SwarmService) -> Iterator[str]:
     """A fresh service name; the service (if made) is removed after the test, even when it failed."""
     name = f"t-{secrets.token_hex(4)}"
     yield name
-    try:
+    with contextlib.suppress(errors.NotFound):
         swarm.remove_service(name)
-    except errors.NotFound:
-        pass
 
 
 @pytest.fixture

@@ -265,7 +265,7 @@ def test_replicas_on_a_backend_without_services_is_not_supported() -> None:
 
     with pytest.raises(errors.NotSupported) as caught:
         require(Plain(), ClusterServices, "%ctr run --replicas")
-    assert "%ctr run --replicas: services with replicas is not supported on the containerd backend" in str(
+    assert "%ctr run --replicas: the containerd backend does not support services with replicas" in str(
         caught.value)
     assert "%ctr use swarm --socket MANAGER" in str(caught.value)
 

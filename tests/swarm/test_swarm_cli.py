@@ -14,7 +14,7 @@ from ctr_magic.swarm.cluster import ClusterInfo
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ctr_magic.cli", "--home", str(home), *args], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
 
 
 def test_up_swarm_and_down_leave_nothing(swarm_info: ClusterInfo, tmp_path: Path) -> None:

@@ -38,9 +38,8 @@ def test_empty_address_and_namespace_are_refused() -> None:
 def test_unreachable_socket_gives_one_actionable_line(tmp_path: Path) -> None:
     # A real gRPC channel to a socket path nobody listens on: the daemon-down case, for real.
     sock = tmp_path / "nobody.sock"
-    with DefaultService(DefaultClientFactory(str(sock)).new("default")) as svc:
-        with pytest.raises(Unavailable) as err:
-            svc.ping(timeout=2)
+    with DefaultService(DefaultClientFactory(str(sock)).new("default")) as svc, pytest.raises(Unavailable) as err:
+        svc.ping(timeout=2)
     text = str(err.value)
     assert str(sock) in text
     assert "ctr-magic up" in text

@@ -21,7 +21,7 @@ from ctr_magic.docker.api import EngineAPI, parse_api_version
 from ctr_magic.docker.convert import parse_time, task_status
 from ctr_magic.docker.errors import classify, message_of
 from ctr_magic.docker.frames import ChunkReader, iter_frames
-from ctr_magic.docker.taskfilter import compile_filter
+from ctr_magic.taskfilter import compile_task_filter as compile_filter
 from ctr_magic.types import TaskInfo, TaskStatus
 
 # ------------------------------------------------------------------------------------------ parsing

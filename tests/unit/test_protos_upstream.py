@@ -56,7 +56,7 @@ def compile_descriptor_set(
     cmd = [sys.executable, "-m", "grpc_tools.protoc", f"--proto_path={_grpc_include()}"]
     cmd += [f"--proto_path={inc}" for inc in includes]
     cmd += [f"--descriptor_set_out={out}", "--include_imports", *map(str, files)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"protoc failed:\n{' '.join(cmd)}\n{proc.stderr}"
     fds = descriptor_pb2.FileDescriptorSet()
     fds.ParseFromString(out.read_bytes())
@@ -266,7 +266,8 @@ def test_expected_api_surface_is_present(our_fds):
         *(
             f"containerd.events.Task{n}"
             for n in (
-                "Create Start Delete IO Exit OOM ExecAdded ExecStarted Paused Resumed Checkpointed".split()
+                ["Create", "Start", "Delete", "IO", "Exit", "OOM", "ExecAdded", "ExecStarted", "Paused", "Resumed",
+                 "Checkpointed"]
             )
         ),
         "containerd.events.ContainerCreate",
