@@ -121,10 +121,10 @@ def _wait_serving(lab: Lab) -> None:
     while time.monotonic() < deadline:
         if lab.process.poll() is not None:
             raise AssertionError(f"JupyterLab exited with {lab.process.returncode}:\n{lab.log_tail()}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{lab.url}/api/status?token={lab.token}", timeout=2) as resp:
-                if resp.status == 200:
-                    return
+        with contextlib.suppress(OSError), \
+                urllib.request.urlopen(f"{lab.url}/api/status?token={lab.token}", timeout=2) as resp:
+            if resp.status == 200:
+                return
         time.sleep(0.2)
     raise AssertionError(f"JupyterLab did not serve within {SERVER_START_DEADLINE:.0f}s:\n{lab.log_tail()}")
 
