@@ -375,7 +375,7 @@ class DockerService(DockerTransferMixin, DockerAttachMixin, DockerFilesMixin):
         """One resource sample of a running container (``GET /containers/{id}/stats``)."""
         from .watch import stats
 
-        return stats(self.api, self._resolve(container_id), container_id)
+        return stats(self.api, self.names.resolve(container_id), container_id)
 
     # -- exec ---------------------------------------------------------------------------------------
     def _exec(self, container_id: str, req: ExecTaskRequest, *, attach_stdin: bool) -> ExecProcess:
