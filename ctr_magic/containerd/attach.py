@@ -18,7 +18,7 @@ import grpc
 
 from .. import errors
 from ..types import ExecTaskResult, ExecTaskSession
-from .exec import with_runtime_reason
+from .exec import wait_answered, with_runtime_reason
 from .fifo import FifoReader, FifoSet, FifoWriter
 from .grpc_errors import map_rpc_error
 from .pb import tasks_pb2
@@ -96,7 +96,7 @@ class _Attached:
         self._result: Optional[ExecTaskResult] = None
         self.stdin: Optional[FifoWriter] = None
         if fifos.stdin_path:
-            fifos.open_stdin()
+            fifos.open_stdin(lambda timeout: wait_answered(wait_future, timeout))
             self.stdin = FifoWriter(fifos.take("stdin"), self._send_eof)  # type: ignore[arg-type]
         self.stdout = io.BufferedReader(FifoReader(fifos.take("stdout"), "stdout"),  # type: ignore[arg-type]
                                         buffer_size=_READ_BUFFER)

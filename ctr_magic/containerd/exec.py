@@ -259,7 +259,7 @@ class ExecPart:
         try:
             if run.fifos is not None:
                 if has_stdin:
-                    run.fifos.open_stdin()
+                    run.fifos.open_stdin(lambda timeout: wait_answered(run.wait_future, timeout))
                 # A terminal takes EOF as typed (Ctrl-D): closing its input would hang it up instead.
                 send_eof = has_stdin and not req.terminal
                 pump(run.fifos, sinks, stdin_chunks(req.stdin) if has_stdin else None,
@@ -289,6 +289,17 @@ class ExecPart:
         return _Session(self, run, req).as_session()
 
 
+def wait_answered(future: Any, timeout: float) -> bool:
+    """True when the Wait *future* has an answer (the process exited), waiting up to *timeout*."""
+    try:
+        future.result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        return False
+    except Exception:  # a failed Wait is an answer too: the caller stops waiting for stdin
+        return True
+    return True
+
+
 def _buffered(raw: FifoReader) -> io.BufferedReader:
     """readline/read1/peek over the raw FIFO; read1 returns what has arrived without waiting for more."""
     return io.BufferedReader(raw, buffer_size=_READ_BUFFER)
@@ -303,7 +314,7 @@ class _Session:
         fifos = run.fifos
         assert fifos is not None
         try:
-            fifos.open_stdin()
+            fifos.open_stdin(lambda timeout: wait_answered(run.wait_future, timeout))
             self.stdin = FifoWriter(fifos.take("stdin"), self._send_eof)  # type: ignore[arg-type]
             self.stdout = _buffered(FifoReader(fifos.take("stdout"), "stdout"))  # type: ignore[arg-type]
             err_fd = fifos.take("stderr")

@@ -23,6 +23,7 @@ import select
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
@@ -43,6 +44,11 @@ def _grow_pipe(fd: int) -> None:
     # Over /proc/sys/fs/pipe-max-size for an unprivileged user: the default size is fine.
     with contextlib.suppress(OSError):
         fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+
+
+# How long to keep trying to open a live process's stdin, and how long each look at its exit waits.
+_STDIN_OPEN_DEADLINE = 10.0
+_STDIN_OPEN_POLL = 0.005
 
 
 class FifoSet:
@@ -81,16 +87,31 @@ class FifoSet:
         _grow_pipe(fd)
         return fd
 
-    def open_stdin(self) -> int:
-        """Open our (non-blocking) write end of stdin; call after the shim opened its reader."""
+    def open_stdin(self, exited: Optional[Callable[[float], bool]] = None) -> int:
+        """Open our (non-blocking) write end of stdin; call after the shim opened its reader.
+
+        A process that exits at once can be gone, and the shim's reader closed, before we open
+        our end (the open fails with ENXIO). *exited(timeout)* says whether it has exited, waiting
+        up to *timeout*; when it has, stdin becomes a pipe nobody reads, as for any process that
+        ended: writes raise BrokenPipeError and the output is still there to read.
+        """
         if not self.stdin_path:
             raise errors.CtrError("this process has no stdin FIFO")
-        try:
-            self.stdin_fd = os.open(self.stdin_path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:
-                raise errors.CtrError("the runtime did not open the process's stdin") from None
-            raise
+        deadline = time.monotonic() + _STDIN_OPEN_DEADLINE
+        while True:
+            try:
+                self.stdin_fd = os.open(self.stdin_path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+            if exited is not None and exited(_STDIN_OPEN_POLL):
+                log.debug("the process exited before its stdin was opened; stdin is closed")
+                read_end, self.stdin_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                os.close(read_end)
+                return self.stdin_fd
+            if exited is None or time.monotonic() > deadline:
+                raise errors.CtrError("the runtime did not open the process's stdin")
         _grow_pipe(self.stdin_fd)
         return self.stdin_fd
 
