@@ -5,12 +5,15 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := containerd runc docker-registry skopeo busybox-static containernetworking-plugins \
-	golang-github-containerd-containerd-dev docker.io iptables iproute2 util-linux debootstrap python3-venv
+	golang-github-containerd-containerd-dev docker.io iptables iproute2 util-linux debootstrap python3-venv \
+	golang-github-containerd-cgroups-dev chromium
 # Where `make demo` keeps its private containerd and registry (tests use their own).
 export CTR_MAGIC_HOME ?= /var/lib/ctr-magic
+# The browser test drives Debian's chromium: Playwright must never download a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 OUT ?= out
 
-.PHONY: help deps system-deps python-deps test unit lint demo up down lab protos bench clean soak
+.PHONY: help deps system-deps python-deps test unit lint demo up down lab protos bench clean test-swarm soak
 
 help:
 	@echo "make demo   - install everything, start the private containerd + registry, run the tutorials"
@@ -44,6 +47,10 @@ unit: deps
 
 test: deps lint
 	$(PY) -m pytest -q -p no:cacheprovider tests --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg
+
+# The swarm backend's tests alone (a local 3-node cluster; also part of `make test`).
+test-swarm: deps
+	$(PY) -m pytest -q -p no:cacheprovider tests/swarm tests/unit/test_swarm_specs.py
 
 up: deps
 	$(PY) -m ctr_magic.cli up

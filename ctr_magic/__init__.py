@@ -73,7 +73,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     _unload(ipython)
 
 
-__all__ = [
+__all__ = [  # noqa: PLE0604  (the lazy names and the contract types are listed where they are defined)
     "BACKEND_APPLE",
     "BACKEND_CONTAINERD",
     "BACKEND_DOCKER",

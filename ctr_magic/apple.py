@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
 from . import errors
-from .constants import DEFAULT_STOP_TIMEOUT, SOCKTAINER_BINARY, SOCKTAINER_SOCKET, SOCKTAINER_START_TIMEOUT
+from .constants import SOCKTAINER_BINARY, SOCKTAINER_SOCKET, SOCKTAINER_START_TIMEOUT
 from .docker.api import EngineAPI
 from .docker.convert import task_status
 from .docker.service import KILL_WAIT, LIVE_STATUSES, DockerService, signal_name
@@ -229,12 +229,7 @@ class AppleService(DockerService):
             self.api.close()
 
     # -- socktainer's behaviour ---------------------------------------------------------------------
-    def stop_container(self, container_id: str, opts: Optional[StopTaskOptions] = None) -> None:
-        opts = opts or StopTaskOptions()
-        cid = self._live_id(container_id)
-        if cid is None:
-            return
-        timeout = DEFAULT_STOP_TIMEOUT if opts.timeout is None else opts.timeout
+    def _stop(self, cid: str, container_id: str, opts: StopTaskOptions, timeout: float) -> None:
         seconds = max(0, math.ceil(timeout))
         try:
             self.api.container_stop(cid, t=seconds, signal=signal_name(opts.signal))  # 304: stopped already
@@ -250,11 +245,11 @@ class AppleService(DockerService):
 
     def delete_container(self, id: str, opts: Optional[DeleteContainerOptions] = None) -> None:
         opts = opts or DeleteContainerOptions()
-        data = self._resolve(id)
+        data = self.names.resolve(id)
         self.api.container_remove(data["Id"], force=True, volumes=opts.cleanup_snapshot)
 
     def delete_task(self, container_id: str, opts: Optional[DeleteTaskOptions] = None) -> None:
-        data = self._resolve(container_id)
+        data = self.names.resolve(container_id)
         if opts is not None and opts.force and task_status(data.get("State")) in LIVE_STATUSES:
             with contextlib.suppress(errors.FailedPrecondition):
                 self.api.container_kill(data["Id"], "SIGKILL")
@@ -273,7 +268,8 @@ def _supervised(method: F) -> F:
     return call  # type: ignore[return-value]
 
 
-for _name in (*SERVICE_METHODS, "kill_task", "wait_task", "logs", "iter_logs", "events", "version"):
+for _name in (*SERVICE_METHODS, "kill_task", "wait_task", "logs", "iter_logs", "events", "version",
+              "container_events", "container_stats"):
     setattr(AppleService, _name, _supervised(getattr(AppleService, _name)))
 
 

@@ -25,10 +25,8 @@ def atomic_output(path: str, *, binary: bool = False, mode: Optional[int] = None
             os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 

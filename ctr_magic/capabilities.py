@@ -1,6 +1,8 @@
 """What each backend can do: declared once here, checked by the conformance suite, shown in README.
 
-``python3 -m ctr_magic.capabilities`` prints the README table. The conformance tests
+``python3 -m ctr_magic.capabilities`` prints the README tables: the behaviour of the contract's
+methods (declared below), then the features beyond the contract, generated from
+:data:`ctr_magic.features.FEATURES` and the methods each backend class really has. The conformance tests
 (``tests/conformance``) look every difference up here: where a capability is declared ``NO``
 they expect ``NotSupported`` (or the declared behaviour), never a silent skip.
 """
@@ -56,6 +58,11 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability("network", "`setup_network` / `remove_network`"),
     Capability("snapshots", "snapshots (commit, list, prepare, mounts, create from snapshot)"),
     Capability("namespaces", "namespaces"),
+    Capability("build", "build from a Dockerfile (`%%ctr build`, `build_image`)"),
+    Capability("py.cells", "Python cells (`%%ctr py`) over the exec stream"),
+    Capability("limits.create", "resource limits at create (memory, CPUs, pids, /dev/shm, rlimits, read-only)"),
+    Capability("limits.update", "new limits for a running container (`%ctr update`)"),
+    Capability("limits.oom_report", "an OOM kill reported as such (not a bare exit code 137)"),
 )
 
 TABLE: dict[str, dict[str, Entry]] = {
@@ -85,6 +92,13 @@ TABLE: dict[str, dict[str, Entry]] = {
                            "cannot strand a checkpoint version, and `remove_snapshot` clears a version stranded "
                            "before"),
         "namespaces": Entry(Support.YES),
+        "build": Entry(Support.YES, "ctr-magic's own builder: steps on snapshots, a layer cache per step, RUN's "
+                       "stdout and stderr apart, a network only with `--net`"),
+        "py.cells": Entry(Support.YES),
+        "limits.create": Entry(Support.YES, "OCI `linux.resources` (cgroup v1 fields; v2 `unified` too on a v2 "
+                               "host); `/sys/fs/cgroup` mounted read-only when limits are set"),
+        "limits.update": Entry(Support.YES, "`Tasks.Update`, kept in the container's spec for its next start"),
+        "limits.oom_report": Entry(Support.YES, "from the cgroup's OOM-kill counter, read before the task goes"),
     },
     BACKEND_DOCKER: {
         "pull.progress": Entry(Support.YES, "per layer; layers named by Docker's short ids"),
@@ -109,6 +123,12 @@ TABLE: dict[str, dict[str, Entry]] = {
         "network": Entry(Support.NO, "Docker wires networks at create: the calls only check the container"),
         "snapshots": Entry(Support.NO, "`NotSupported`: the Engine API has no snapshots"),
         "namespaces": Entry(Support.NO),
+        "build": Entry(Support.PARTIAL, "the Engine's own builder (`/build`); RUN's stdout and stderr arrive as one "
+                       "stream"),
+        "py.cells": Entry(Support.YES),
+        "limits.create": Entry(Support.YES, "HostConfig"),
+        "limits.update": Entry(Support.YES, "`POST /containers/{id}/update`"),
+        "limits.oom_report": Entry(Support.YES, "from `State.OOMKilled`"),
     },
     BACKEND_APPLE: {
         "pull.progress": Entry(Support.PARTIAL, "socktainer reports one combined bar, not per layer"),
@@ -133,6 +153,12 @@ TABLE: dict[str, dict[str, Entry]] = {
         "network": Entry(Support.NO, "no-ops, as the reference"),
         "snapshots": Entry(Support.NO, "`NotSupported`, as the reference"),
         "namespaces": Entry(Support.NO),
+        "build": Entry(Support.PARTIAL, "sent to `/build` as on Docker; socktainer's support of it is unverified"),
+        "py.cells": Entry(Support.PARTIAL, "the interrupt travels over stdin and works; an agent stuck past it "
+                          "cannot be killed from outside the VM"),
+        "limits.create": Entry(Support.PARTIAL, "sent as HostConfig; what socktainer applies is unverified"),
+        "limits.update": Entry(Support.PARTIAL, "sent to `/containers/{id}/update`; unverified on socktainer"),
+        "limits.oom_report": Entry(Support.PARTIAL, "from `State.OOMKilled`, if socktainer sets it"),
     },
 }
 
@@ -178,6 +204,66 @@ def render_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def backend_classes() -> dict[str, type]:
+    """The class behind each backend name (imported here, when asked: containerd pulls in gRPC)."""
+    from .apple import AppleService
+    from .containerd.service import DefaultService
+    from .docker.service import DockerService
+
+    return {BACKEND_CONTAINERD: DefaultService, BACKEND_DOCKER: DockerService, BACKEND_APPLE: AppleService}
+
+
+def feature_table() -> dict[str, dict[str, Entry]]:
+    """backend -> feature title -> support, from the Protocols in :mod:`ctr_magic.features`.
+
+    A backend supports a feature when its class has every method of the Protocol; the note is
+    the feature's note for that backend (or, when missing, its way out).
+    """
+    from .features import FEATURES, implemented_by
+
+    out: dict[str, dict[str, Entry]] = {}
+    for backend, cls in backend_classes().items():
+        row: dict[str, Entry] = {}
+        for item in FEATURES:
+            notes = dict(item.notes)
+            # The Apple backend is the Docker one on socktainer: Docker's notes hold for it too.
+            note = notes.get(backend) or (notes.get(BACKEND_DOCKER, "") if backend == BACKEND_APPLE else "")
+            if implemented_by(cls, item.protocol):
+                row[item.title] = Entry(Support.YES, note)
+            else:
+                row[item.title] = Entry(Support.NO, item.way_out)
+        out[backend] = row
+    return out
+
+
+def render_features_markdown() -> str:
+    """README's table of the features beyond the contract: one row per feature, with its commands."""
+    from .features import FEATURES
+
+    table = feature_table()
+    names = {BACKEND_CONTAINERD: "containerd", BACKEND_DOCKER: "Docker", BACKEND_APPLE: "Apple (socktainer)"}
+    lines = [
+        "| feature | `%ctr` commands | " + " | ".join(names[b] for b in BACKENDS) + " |",
+        "|---|---|" + "---|" * len(BACKENDS),
+    ]
+    elsewhere: list[str] = []
+    for item in FEATURES:
+        if all(table[backend][item.title].support is Support.NO for backend in BACKENDS):
+            elsewhere.append(item.title)  # a cluster feature: one line under the table, not three refusals
+            continue
+        cells = []
+        for backend in BACKENDS:
+            got = table[backend][item.title]
+            cells.append(_MARK[got.support] + (f" {got.note}" if got.note else ""))
+        commands = ", ".join(f"`{c}`" for c in item.commands)
+        lines.append(f"| {item.title} | {commands} | " + " | ".join(cells) + " |")
+    if elsewhere:
+        lines.append("")
+        lines.append("Only on the swarm backend (the others answer `NotSupported` with the way out): "
+                     + ", ".join(elsewhere) + ".")
+    return "\n".join(lines) + "\n"
+
+
 def _check() -> None:
     for backend in BACKENDS:
         missing = _KEYS - set(TABLE[backend])
@@ -188,9 +274,41 @@ def _check() -> None:
 
 _check()
 
+README_BEGIN = "<!-- capabilities: generated by `python3 -m ctr_magic.capabilities --update README.md` -->"
+README_END = "<!-- end of generated capabilities -->"
+
+
+def render_readme_section() -> str:
+    """Both tables, between the markers README.md keeps them in."""
+    lead = ("Beyond the contract, each feature is a small Protocol in `ctr_magic/features.py`; a backend has it when "
+            "its class has the methods, and a `%ctr` command that needs a missing one fails with one `NotSupported` "
+            "line and the way out:")
+    return f"{README_BEGIN}\n{render_markdown()}\n{lead}\n\n{render_features_markdown()}{README_END}"
+
+
+def update_readme(path: str) -> bool:
+    """Rewrite the generated section of the README at *path*; True when it changed."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
+    new = text[:start] + render_readme_section() + text[end:]
+    if new != text:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(new)
+    return new != text
+
+
 if __name__ == "__main__":
-    print(render_markdown(), end="")
+    import sys
+
+    if sys.argv[1:2] == ["--update"]:
+        target = sys.argv[2] if len(sys.argv) > 2 else "README.md"
+        print(f"{target}: {'updated' if update_readme(target) else 'already current'}")
+    else:
+        print(render_markdown())
+        print(render_features_markdown(), end="")
 
 
-__all__ = ["BACKENDS", "CAPABILITIES", "TABLE", "Capability", "Entry", "Support", "entry", "render_markdown",
-           "supports"]
+__all__ = ["BACKENDS", "CAPABILITIES", "TABLE", "Capability", "Entry", "Support", "backend_classes", "entry",
+           "feature_table", "render_features_markdown", "render_markdown", "render_readme_section", "supports",
+           "update_readme"]

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the environment (no-op if running)")
     up.add_argument("--docker", action="store_true", help="also start a private dockerd on that containerd")
     up.add_argument("--json", action="store_true", help="print the environment as JSON")
+    up.add_argument("--swarm", type=int, default=None, metavar="N",
+                    help="instead: a local Swarm test cluster of N dockerd nodes (see ctr_magic.swarm.cluster)")
     sub.add_parser("down", help="kill all tasks and stop everything")
     status = sub.add_parser("status", help="show the running environment (exit 3 if not running)")
     status.add_argument("--json", action="store_true", help="print the environment as JSON")
@@ -58,9 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     env = Environment(args.home)
     try:
-        if args.command == "up":
+        if args.command == "up" and args.swarm is not None:
+            from ctr_magic.swarm.clihook import swarm_up
+
+            print(swarm_up(env.base_dir, args.swarm, as_json=args.json))
+        elif args.command == "up":
             _print_info(env.up(with_docker=args.docker), args.json)
         elif args.command == "down":
+            from ctr_magic.swarm.clihook import swarm_down
+
+            swarm_down(env.base_dir)
             env.down()
             print(f"stopped ({env.base_dir})")
         else:

@@ -21,7 +21,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -376,17 +376,13 @@ class ResultStore:
         write_text_atomic(self._file(container, record), json.dumps(record.to_dict(), indent=1), mode=0o600)
 
     def discard(self, container: str, record: AttachmentRecord) -> None:
-        try:
+        with suppress(FileNotFoundError):
             os.unlink(self._file(container, record))
-        except FileNotFoundError:
-            pass
 
     def remove_dir(self, container: str) -> None:
         """Remove the container's directory once nothing is left in it."""
-        try:
+        with suppress(OSError):
             os.rmdir(self.container_dir(container))
-        except OSError:
-            pass
 
 
 __all__ = [

@@ -10,6 +10,7 @@ from .constants import (
     BACKEND_APPLE,
     BACKEND_CONTAINERD,
     BACKEND_DOCKER,
+    BACKEND_SWARM,
     DEFAULT_NAMESPACE,
     DEFAULT_SOCKET_PATH,
     ENV_BACKEND,
@@ -20,7 +21,7 @@ from .errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
-BACKENDS = (BACKEND_CONTAINERD, BACKEND_DOCKER, BACKEND_APPLE)
+BACKENDS = (BACKEND_CONTAINERD, BACKEND_DOCKER, BACKEND_APPLE, BACKEND_SWARM)
 
 
 def default_containerd_socket() -> str:
@@ -67,4 +68,8 @@ def connect(
         from .apple import AppleService, AppleServiceConfig
 
         return AppleService(AppleServiceConfig(socket_path=socket or "", **options))
+    if backend == BACKEND_SWARM:
+        from .swarm.service import SwarmService
+
+        return SwarmService.connect(socket, **options)
     raise InvalidArgument(f"unknown backend {backend!r}", hint=f"choose one of {', '.join(BACKENDS)}")

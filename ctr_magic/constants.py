@@ -7,6 +7,7 @@ DEFAULT_NAMESPACE = "default"
 BACKEND_CONTAINERD = "containerd"
 BACKEND_DOCKER = "docker"
 BACKEND_APPLE = "apple"
+BACKEND_SWARM = "swarm"
 DEFAULT_RUNTIME = "io.containerd.runc.v2"
 DEFAULT_SNAPSHOTTER = "overlayfs"
 DEFAULT_STOP_TIMEOUT = 10.0

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Optional, Protocol, TypeVar, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional, Protocol, TypeVar, Union, runtime_checkable
 
 from .errors import NotSupported
 
 if TYPE_CHECKING:
-    from .types import ImageInfo, LayerProgress, SnapshotCommitResult, SnapshotInfo
+    from .build.events import BuildResult
+    from .limits import ResourceLimits
+    from .monitoring import EventStream, StatsSample
+    from .types import ExecTaskSession, ImageInfo, LayerProgress, SnapshotCommitResult, SnapshotInfo
 
 
 @runtime_checkable
@@ -44,7 +47,8 @@ class ImageArchives(Protocol):
 @runtime_checkable
 class Committing(Protocol):
     def commit_container(self, container_id: str, image_ref: str, *, cmd: Optional[list[str]] = None,
-                         env: Optional[list[str]] = None, message: str = "", replace: bool = False) -> ImageInfo: ...
+                         env: Optional[list[str]] = None, message: str = "", replace: bool = False,
+                         author: str = "") -> ImageInfo: ...
 
 
 @runtime_checkable
@@ -78,25 +82,187 @@ class Namespaces(Protocol):
     def delete_namespace(self, name: str = "") -> None: ...
 
 
+@runtime_checkable
+class Build(Protocol):
+    def build_image(self, dockerfile: str = "", context: str = ".", *, tags: Optional[list[str]] = None,
+                    **options: Any) -> BuildResult: ...
+
+    def prune_build_cache(self) -> int: ...
+
+
+@runtime_checkable
+class ResourceUpdates(Protocol):
+    def update_container(self, container_id: str, limits: ResourceLimits) -> None: ...
+
+
+@runtime_checkable
+class OomReports(Protocol):
+    def oom_killed(self, container_id: str) -> bool: ...
+
+    def memory_limit(self, container_id: str) -> int: ...
+
+
+@runtime_checkable
+class DaemonFacts(Protocol):
+    def version(self) -> object: ...
+
+
+@runtime_checkable
+class LogFiles(Protocol):
+    """A backend whose logs are files ctr-magic names (containerd); Docker keeps its own."""
+
+    def log_path_for(self, container_id: str) -> str: ...
+
+
+@runtime_checkable
+class ContainerAddresses(Protocol):
+    """Addresses ctr-magic gave containers on its own bridge (CNI on containerd)."""
+
+    def container_ip(self, id: str) -> str: ...
+
+    def container_ips(self) -> dict[str, str]: ...
+
+    def has_network(self, container_id: str) -> bool: ...
+
+
+@runtime_checkable
+class Attaching(Protocol):
+    """Start a container with its own stdin/stdout/stderr handed to the caller (``%ctr run`` in the foreground)."""
+
+    def start_attached(self, container_id: str, *, stdin: bool = False, terminal: bool = False) -> ExecTaskSession: ...
+
+
+@runtime_checkable
+class Copying(Protocol):
+    """Files and directories in and out of a container (``%ctr cp``); both return the bytes copied."""
+
+    def copy_from_container(self, container_id: str, path: str, dest: str, *,
+                            progress: Optional[Callable[[int, int], None]] = None) -> int: ...
+
+    def copy_to_container(self, container_id: str, source: str, path: str, *,
+                          progress: Optional[Callable[[int, int], None]] = None) -> int: ...
+
+
+@runtime_checkable
+class Events(Protocol):
+    """A live stream of container changes (the dashboard follows it)."""
+
+    def container_events(self) -> EventStream: ...
+
+
+@runtime_checkable
+class Stats(Protocol):
+    """Resource samples of a running container (``%ctr stats``, the dashboard's CPU and memory)."""
+
+    def container_stats(self, container_id: str) -> StatsSample: ...
+
+
+# -- cluster features (the swarm backend) -----------------------------------------------------------
+
+
+@runtime_checkable
+class ClusterServices(Protocol):
+    def create_service(self, req: Any, *, wait: bool = True, timeout: float = 300.0,
+                       progress: Optional[Callable[[Any], None]] = None) -> Any: ...
+
+    def service_tasks(self, service: str = "", *, all: bool = True) -> list[Any]: ...
+
+    def services(self) -> list[Any]: ...
+
+    def remove_service(self, service: str, *, wait: bool = True, timeout: float = 120.0) -> None: ...
+
+    def pin_image(self, ref: str) -> tuple[str, str]: ...
+
+
+@runtime_checkable
+class ClusterNodes(Protocol):
+    def nodes(self) -> list[Any]: ...
+
+    def add_node_endpoint(self, spec: str) -> tuple[str, str]: ...
+
+
+@runtime_checkable
+class Scaling(Protocol):
+    def scale(self, service: str, replicas: int, *, wait: bool = True, timeout: float = 300.0,
+              progress: Optional[Callable[[Any], None]] = None) -> Any: ...
+
+
+@runtime_checkable
+class RollingUpdates(Protocol):
+    def update_service(self, service: str, *, image: str = "", env: Optional[list[str]] = None, wait: bool = True,
+                       timeout: float = 300.0, progress: Optional[Callable[[Any], None]] = None) -> Any: ...
+
+
+_CLUSTER_WAY_OUT = "use a Swarm manager: `%ctr use swarm --socket MANAGER` (or `%ctr up --swarm 3`)"
+
+
 @dataclass(frozen=True)
 class Feature:
-    """A declared feature: its Protocol, what it is called, and the way out when a backend lacks it."""
+    """A declared feature: its Protocol, what it is called, and the way out when a backend lacks it.
+
+    ``commands`` are the ``%ctr`` subcommands that need it (README's table lists them); ``notes``
+    says, per backend name, how it is done there or what is missing.
+    """
 
     protocol: type
     title: str
     way_out: str
+    commands: tuple[str, ...] = ()
+    notes: tuple[tuple[str, str], ...] = ()
 
 
 FEATURES: tuple[Feature, ...] = (
-    Feature(Tagging, "tagging images", "use the containerd or Docker backend (`%ctr use containerd`)"),
-    Feature(Pushing, "pushing images", "use the containerd or Docker backend (`%ctr use containerd`)"),
-    Feature(ImageArchives, "image import/export", "use the containerd or Docker backend (`%ctr use containerd`)"),
-    Feature(Committing, "committing containers to images", "use the containerd or Docker backend"),
-    Feature(Checkpoints, "checkpoints", "checkpoints need the containerd backend: `%ctr use containerd`"),
-    Feature(SnapshotRemoval, "removing snapshots", "snapshots need the containerd backend: `%ctr use containerd`"),
-    Feature(Logs, "container logs", "use the containerd or Docker backend"),
-    Feature(Signals, "signals and waits", "use the containerd or Docker backend"),
-    Feature(Namespaces, "namespaces", "namespaces need the containerd backend: `%ctr use containerd`"),
+    Feature(Tagging, "tagging images", "use the containerd or Docker backend (`%ctr use containerd`)",
+            commands=("tag",), notes=(("docker", "`POST /images/{name}/tag`"),)),
+    Feature(Pushing, "pushing images", "use the containerd or Docker backend (`%ctr use containerd`)",
+            commands=("push",), notes=(("docker", "`POST /images/{name}/push`, credentials as for pull"),)),
+    Feature(ImageArchives, "image import/export", "use the containerd or Docker backend (`%ctr use containerd`)",
+            commands=("import", "export"),
+            notes=(("docker", "`/images/load` (docker-save and OCI tars), `/images/get`"),)),
+    Feature(Committing, "committing containers to images", "use the containerd or Docker backend",
+            commands=("commit",), notes=(("docker", "`POST /commit`"),)),
+    Feature(Checkpoints, "checkpoints", "checkpoints need the containerd backend: `%ctr use containerd`",
+            commands=("checkpoint", "checkpoints")),
+    Feature(SnapshotRemoval, "removing snapshots", "snapshots need the containerd backend: `%ctr use containerd`",
+            commands=("checkpoint --rm",)),
+    Feature(Logs, "container logs", "use the containerd or Docker backend", commands=("logs",),
+            notes=(("containerd", "log files written by the shim"), ("apple", "every line arrives as stdout"))),
+    Feature(Signals, "signals and waits", "use the containerd or Docker backend", commands=("kill", "run")),
+    Feature(Namespaces, "namespaces", "namespaces need the containerd backend: `%ctr use containerd`",
+            commands=("ns ls", "ns rm")),
+    Feature(DaemonFacts, "daemon version", "every backend has it", commands=("version", "up")),
+    Feature(LogFiles, "log files named by ctr-magic", "the Docker backend keeps logs itself: nothing to do",
+            commands=("run -d", "start")),
+    Feature(ContainerAddresses, "bridge addresses in `%ctr ps`",
+            "Docker networks its containers itself: `%ctr inspect ID` shows the address", commands=("ps", "net up")),
+    Feature(Attaching, "foreground `run` with its own stdio", "run it detached (`-d`) and read `%ctr logs -f`",
+            commands=("run",), notes=(("containerd", "FIFOs"), ("docker", "`/containers/{id}/attach`"))),
+    Feature(Copying, "copying files in and out (`cp`)", "use the containerd or Docker backend", commands=("cp",),
+            notes=(("containerd", "through the task's root (or the mounted snapshot when stopped)"),
+                   ("docker", "`/containers/{id}/archive`"))),
+    Feature(Events, "container events", "use the containerd or Docker backend; `%ctr ps` lists containers",
+            commands=("dashboard",),
+            notes=(("containerd", "Events service, confirmed live before use"), ("docker", "`GET /events`"),
+                   ("apple", "`GET /events`, filtered by ctr-magic"))),
+    Feature(Stats, "container stats", "use the containerd or Docker backend", commands=("stats", "dashboard"),
+            notes=(("containerd", "`Tasks.Metrics` (cgroup v1 and v2); network bytes from /proc on this host"),
+                   ("docker", "`GET /containers/{id}/stats`"), ("apple", "tested only on the dockerd stand-in"))),
+    Feature(Build, "building images from a Dockerfile", "use the containerd or Docker backend",
+            commands=("build",), notes=(("containerd", "ctr-magic's own builder on snapshots"),
+                                        ("docker", "`POST /build`"),
+                                        ("apple", "`POST /build`; unverified on socktainer"))),
+    Feature(ClusterServices, "services with replicas", _CLUSTER_WAY_OUT),
+    Feature(ClusterNodes, "cluster nodes", _CLUSTER_WAY_OUT),
+    Feature(Scaling, "scaling services", _CLUSTER_WAY_OUT),
+    Feature(RollingUpdates, "rolling updates", _CLUSTER_WAY_OUT),
+    Feature(ResourceUpdates, "changing the limits of a running container",
+            "use the containerd or Docker backend, or recreate the container with the new limits",
+            commands=("update --memory/--cpus",),
+            notes=(("containerd", "`Tasks.Update`, kept in the container's spec"),
+                   ("docker", "`POST /containers/{id}/update`"))),
+    Feature(OomReports, "out-of-memory reports", "use the containerd or Docker backend",
+            commands=("run", "py"),
+            notes=(("containerd", "the cgroup's OOM-kill counter"), ("docker", "`State.OOMKilled`"))),
 )
 
 _FeatureT = TypeVar("_FeatureT")
@@ -108,6 +274,16 @@ def feature(protocol: type) -> Feature:
         if entry.protocol is protocol:
             return entry
     raise KeyError(f"{protocol.__name__} is not a declared feature")
+
+
+def members(protocol: type) -> list[str]:
+    """The methods a feature Protocol asks for."""
+    return sorted(name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_"))
+
+
+def implemented_by(cls: type, protocol: type) -> bool:
+    """True when the class *cls* defines every method of the feature *protocol* (no instance needed)."""
+    return all(callable(getattr(cls, name, None)) for name in members(protocol))
 
 
 def supports(service: object, protocol: type) -> bool:
@@ -125,22 +301,38 @@ def require(service: object, protocol: type[_FeatureT], action: str = "") -> _Fe
     entry = feature(protocol)
     backend = getattr(service, "backend", type(service).__name__)
     what = f"{action}: " if action else ""
-    raise NotSupported(f"{what}{entry.title} is not supported on the {backend} backend", hint=entry.way_out)
+    raise NotSupported(f"{what}the {backend} backend does not support {entry.title}", hint=entry.way_out)
 
 
 __all__ = [
     "FEATURES",
+    "Attaching",
+    "Build",
     "Checkpoints",
+    "ClusterNodes",
+    "ClusterServices",
     "Committing",
+    "ContainerAddresses",
+    "Copying",
+    "DaemonFacts",
+    "Events",
     "Feature",
     "ImageArchives",
+    "LogFiles",
     "Logs",
     "Namespaces",
+    "OomReports",
     "Pushing",
+    "ResourceUpdates",
+    "RollingUpdates",
+    "Scaling",
     "Signals",
     "SnapshotRemoval",
+    "Stats",
     "Tagging",
     "feature",
+    "implemented_by",
+    "members",
     "require",
     "supports",
 ]

@@ -203,10 +203,10 @@ class OCILayout:
             compressed = _HashingWriter(f)
             gz = gzip.GzipFile(filename="", mode="wb", fileobj=compressed, compresslevel=compresslevel, mtime=0)
             uncompressed = _HashingWriter(gz)
-            tar = tarfile.open(fileobj=uncompressed, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=1 << 20)  # type: ignore[call-overload]
-            for path, entry in sorted_entries(tree):
-                add_tar_entry(tar, path, entry)
-            tar.close()
+            with tarfile.open(fileobj=uncompressed, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
+                              copybufsize=1 << 20) as tar:
+                for path, entry in sorted_entries(tree):
+                    add_tar_entry(tar, path, entry)
             gz.close()
             f.close()
             target = self.blob_path(compressed.digest)

@@ -47,9 +47,7 @@ class Platform:
         if _ARCH_ALIASES.get(other.get("architecture", ""), other.get("architecture", "")) != self.architecture:
             return False
         variant = other.get("variant", "")
-        if self.variant and variant and variant != self.variant:
-            return False
-        return True
+        return not (self.variant and variant and variant != self.variant)
 
 
 def host_platform() -> Platform:

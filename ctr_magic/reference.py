@@ -49,12 +49,11 @@ class Reference:
         return REGISTRY_V2_HOST if self.domain == DEFAULT_REGISTRY else self.domain
 
     def __str__(self) -> str:
-        out = self.name
-        if self.tag:
-            out += f":{self.tag}"
-        if self.digest:
-            out += f"@{self.digest}"
-        return out
+        return self.name + self._suffix()
+
+    def _suffix(self) -> str:
+        """``:tag``, ``@digest`` or both, as given."""
+        return (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 
     def familiar(self) -> str:
         """The short form people type: ``busybox:latest`` for Docker Hub library images."""
@@ -62,14 +61,8 @@ class Reference:
         if self.domain == DEFAULT_REGISTRY:
             if path.startswith("library/") and path.count("/") == 1:
                 path = path[len("library/"):]
-            out = path
-        else:
-            out = self.name
-        if self.tag:
-            out += f":{self.tag}"
-        if self.digest:
-            out += f"@{self.digest}"
-        return out
+            return path + self._suffix()
+        return self.name + self._suffix()
 
     def with_digest(self, digest: str) -> Reference:
         return Reference(self.domain, self.path, self.tag, digest)

@@ -1,8 +1,8 @@
 """``make demo``: run the tutorial notebooks headlessly and show where the results are.
 
 Brings ctr-magic's private environment up (base dir ``$CTR_MAGIC_HOME``), executes
-``notebooks/01-quickstart.ipynb`` and ``notebooks/02-data-science.ipynb`` with nbclient (outputs
-kept), writes each executed notebook and an HTML rendering into ``--out``, prints their paths,
+every tutorial notebook (``notebooks/01`` to ``03``) with nbclient over IPC sockets (outputs kept),
+writes each executed notebook and an HTML rendering into ``--out``, prints their paths,
 and exits non-zero when a notebook fails (the failing cell's one-line error is printed).
 
 ``--update-notebooks`` instead re-executes every notebook in place: the stored outputs are what
@@ -19,29 +19,38 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ("01-quickstart.ipynb", "02-data-science.ipynb")
-ALL_NOTEBOOKS = (*NOTEBOOKS, "03-snapshots-and-reproducibility.ipynb")
+NOTEBOOKS = ("01-quickstart.ipynb", "02-data-science.ipynb", "03-snapshots-and-reproducibility.ipynb",
+             "04-python-in-containers.ipynb")
 
 log = logging.getLogger("demo")
 
 
 def execute_notebook(source: Path, *, timeout: float = 1800.0) -> tuple[object, str]:
     """Run every cell of ``source`` in a fresh kernel (cwd: its directory); returns (notebook, error)."""
+    import tempfile
+
     import nbclient
     import nbformat
+    from traitlets.config import Config
 
     nb = nbformat.read(source, as_version=4)
-    client = nbclient.NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",  # jupyter_client starts it with this interpreter (sys.executable)
-        resources={"metadata": {"path": str(source.parent)}},
-        record_timing=False,
-    )
-    try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as exc:
-        return nb, _last_line(str(exc))
+    with tempfile.TemporaryDirectory(prefix="ctr-magic-kernel-") as sockets:
+        # IPC (unix sockets in a private directory): nothing listens on TCP, and the kernel has no
+        # reason to warn that its traffic is unencrypted. nbclient makes the manager, so it also
+        # shuts the kernel down.
+        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+        client = nbclient.NotebookClient(
+            nb,
+            config=config,
+            timeout=timeout,
+            kernel_name="python3",  # jupyter_client starts it with this interpreter (sys.executable)
+            resources={"metadata": {"path": str(source.parent)}},
+            record_timing=False,
+        )
+        try:
+            client.execute()
+        except nbclient.exceptions.CellExecutionError as exc:
+            return nb, _last_line(str(exc))
     return nb, ""
 
 
@@ -60,10 +69,28 @@ def write_outputs(nb: object, out_dir: Path, name: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / name
     nbformat.write(nb, executed)
-    html, _ = HTMLExporter().from_notebook_node(nb)
+    html, _ = HTMLExporter().from_notebook_node(_alt_text_as_html(nb))
     page = executed.with_suffix(".html")
     page.write_text(html)
     return executed, page
+
+
+def _alt_text_as_html(nb: object) -> object:
+    """A copy of *nb* whose PNG outputs with alternative text (``Image(..., alt=...)``) are ``<img alt=...>``.
+
+    nbconvert's lab template drops the ``alt`` metadata of an image output; as HTML it stays.
+    """
+    import copy
+    import html
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:  # type: ignore[attr-defined]
+        for output in cell.get("outputs", []):
+            alt = (output.get("metadata", {}).get("image/png") or {}).get("alt")
+            if alt and "image/png" in output.get("data", {}):
+                png = output["data"].pop("image/png")
+                output["data"]["text/html"] = f'<img src="data:image/png;base64,{png}" alt="{html.escape(alt)}">'
+    return nb
 
 
 def update_in_place(nb: object, path: Path) -> None:
@@ -97,10 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the private environment running afterwards")
     parser.add_argument("--update-notebooks", action="store_true",
                         help="re-execute the notebooks in place (the outputs nbval compares against)")
-    parser.add_argument("notebooks", nargs="*", help="notebooks under notebooks/ (default: 01 and 02; all three "
-                                                     "with --update-notebooks)")
+    parser.add_argument("notebooks", nargs="*", help="notebooks under notebooks/ (default: all three)")
     args = parser.parse_args(argv)
-    names = args.notebooks or list(ALL_NOTEBOOKS if args.update_notebooks else NOTEBOOKS)
+    names = args.notebooks or list(NOTEBOOKS)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     sys.path.insert(0, str(ROOT))
     from ctr_magic.env import Environment

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any, Optional
 
 import grpc
@@ -102,9 +102,17 @@ class ContainerdClient:
         self._channel = grpc.insecure_channel(grpc_target(address), options=_CHANNEL_OPTIONS)
         self._stubs: dict[type, Any] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     # -- plumbing -------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        # grpc crashes the interpreter (SIGSEGV) when a stub is made on a closed channel.
+        if self._closed:
+            raise errors.Unavailable(f"the connection to containerd at {self.address} was closed",
+                                     hint="connect again")
+
     def stub(self, stub_class: type) -> Any:
+        self._check_open()
         with self._lock:
             stub = self._stubs.get(stub_class)
             if stub is None:
@@ -132,6 +140,7 @@ class ContainerdClient:
         CtrError naming *what*."""
         if cancel_scope is not None and cancel_scope.cancelled:
             raise errors.Interrupted(f"{what}: cancelled")
+        self._check_open()
         with deferred_interrupts():
             future = method.future(request, timeout=timeout, metadata=self.metadata(lease, namespace))
         if cancel_scope is not None:
@@ -160,8 +169,9 @@ class ContainerdClient:
         what: str,
         timeout: Optional[float] = None,
         lease: str = "",
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         """Run a server-streaming (or stream-stream) RPC, mapping errors; cancel on early exit."""
+        self._check_open()
         call = method(request, timeout=timeout, metadata=self.metadata(lease))
         try:
             yield from call
@@ -188,6 +198,7 @@ class ContainerdClient:
         return True
 
     def close(self) -> None:
+        self._closed = True
         self._channel.close()
 
     def __enter__(self) -> ContainerdClient:

@@ -28,6 +28,7 @@ from ..constants import (
     MEDIA_DOCKER_LAYER_GZIP,
     MEDIA_DOCKER_MANIFEST,
     MEDIA_OCI_CONFIG,
+    MEDIA_OCI_LAYER,
     MEDIA_OCI_LAYER_GZIP,
     MEDIA_OCI_MANIFEST,
     VIEW_SNAPSHOT_PREFIX,
@@ -41,7 +42,7 @@ from .imagestore import ResolvedImage, chain_ids
 from .ingest import ref_key, write_bytes
 from .leases import Lease
 from .pb import descriptor_pb2, diff_pb2, diff_pb2_grpc, images_pb2, images_pb2_grpc, mount_pb2, task_pb2, tasks_pb2
-from .spec import to_json_bytes
+from .spec import merge_env, to_json_bytes
 from .unpack import Unpacker
 
 log = logging.getLogger(__name__)
@@ -61,22 +62,27 @@ def _pb_mounts(mounts: list[MountInfo]) -> list[mount_pb2.Mount]:
     return [mount_pb2.Mount(type=m.type, source=m.source, options=list(m.options)) for m in mounts]
 
 
-def merge_env(base: list[str], changes: list[str]) -> list[str]:
-    """*base* with each ``KEY=VALUE`` of *changes* replacing the same key (new keys appended)."""
-    out = list(base)
-    for item in changes:
-        key = item.split("=", 1)[0]
-        for i, existing in enumerate(out):
-            if existing.split("=", 1)[0] == key:
-                out[i] = item
-                break
-        else:
-            out.append(item)
-    return out
+def diff_layer(service: Any, left: list[MountInfo], right: list[MountInfo], *, lease: str, what: str, ref: str,
+               media_type: str = MEDIA_OCI_LAYER_GZIP) -> tuple[Descriptor, str]:
+    """The change from *left* to *right* (mounts) as a layer blob in the content store, written by the
+    Diff service under *lease*: (descriptor, diff_id). An uncompressed layer is its own diff_id."""
+    client = service.client
+    stub = client.stub(diff_pb2_grpc.DiffStub)
+    resp = client.call(stub.Diff, diff_pb2.DiffRequest(left=_pb_mounts(left), right=_pb_mounts(right),
+                                                       media_type=media_type, ref=ref),
+                       what=what, lease=lease, timeout=_DIFF_TIMEOUT)
+    info = service.content.info(resp.diff.digest)
+    diff_id = info.labels.get(LABEL_UNCOMPRESSED, "") if info is not None else ""
+    if not diff_id and media_type == MEDIA_OCI_LAYER:
+        diff_id = resp.diff.digest
+    if not diff_id:
+        raise errors.CtrError(f"{what}: the layer {resp.diff.digest} has no {LABEL_UNCOMPRESSED} label")
+    layer = Descriptor(media_type=resp.diff.media_type or media_type, digest=resp.diff.digest, size=int(resp.diff.size))
+    return layer, diff_id
 
 
 def new_config(base: dict[str, Any], diff_id: str, *, created: str, created_by: str, message: str,
-               cmd: Optional[list[str]], env: Optional[list[str]]) -> dict[str, Any]:
+               cmd: Optional[list[str]], env: Optional[list[str]], author: str = "") -> dict[str, Any]:
     """The committed image's config: the base config plus one layer and one history entry."""
     config = copy.deepcopy(base)
     config["created"] = created
@@ -86,6 +92,9 @@ def new_config(base: dict[str, Any], diff_id: str, *, created: str, created_by: 
     entry: dict[str, Any] = {"created": created, "created_by": created_by}
     if message:
         entry["comment"] = message
+    if author:
+        entry["author"] = author
+        config["author"] = author
     config["history"] = [*config.get("history", []), entry]
     runtime = config.setdefault("config", {})
     if cmd is not None:
@@ -99,7 +108,7 @@ class Committer:
     """One commit of one container (see module docstring). Used by ``commit_container``."""
 
     def __init__(self, service: Any, container_id: str, image_ref: str, *, cmd: Optional[list[str]],
-                 env: Optional[list[str]], message: str, replace: bool) -> None:
+                 env: Optional[list[str]], message: str, replace: bool, author: str = "") -> None:
         self.svc = service
         self.client = service.client
         self.container_id = container_id
@@ -107,6 +116,7 @@ class Committer:
         self.cmd = cmd
         self.env = env
         self.message = message
+        self.author = author
         self.replace = replace
 
     # -- steps -------------------------------------------------------------------------------------
@@ -163,23 +173,16 @@ class Committer:
                             f"image {base.name} is not unpacked in snapshotter {snapshotter!r}",
                             hint=f"pull it again with PullImageOptions(snapshotter={snapshotter!r})") from None
                 right = self.svc.snapshot_mounts(snapshotter, key)
-                stub = self.client.stub(diff_pb2_grpc.DiffStub)
-                resp = self.client.call(stub.Diff, diff_pb2.DiffRequest(
-                    left=_pb_mounts(left), right=_pb_mounts(right), media_type=MEDIA_OCI_LAYER_GZIP,
-                    ref=f"ctr-magic-commit-{self.container_id}-{secrets.token_hex(6)}"),
-                    what=f"diffing container {self.container_id}", lease=lease, timeout=_DIFF_TIMEOUT)
+                layer, diff_id = diff_layer(self.svc, left, right, lease=lease,
+                                            what=f"diffing container {self.container_id}",
+                                            ref=f"ctr-magic-commit-{self.container_id}-{secrets.token_hex(6)}")
             finally:
                 if view:
                     self._remove_snapshot(snapshotter, view)
-        info = self.svc.content.info(resp.diff.digest)
-        diff_id = info.labels.get(LABEL_UNCOMPRESSED, "") if info is not None else ""
-        if not diff_id:
-            raise errors.CtrError(f"the diff of container {self.container_id} ({resp.diff.digest}) has no "
-                                  f"{LABEL_UNCOMPRESSED} label")
         # Docker manifests list Docker layer types; the bytes (a gzip tar) are the same.
         media_type = MEDIA_DOCKER_LAYER_GZIP if base.manifest.get("mediaType") == MEDIA_DOCKER_MANIFEST \
-            else resp.diff.media_type or MEDIA_OCI_LAYER_GZIP
-        return Descriptor(media_type=media_type, digest=resp.diff.digest, size=int(resp.diff.size)), diff_id
+            else layer.media_type or MEDIA_OCI_LAYER_GZIP
+        return Descriptor(media_type=media_type, digest=layer.digest, size=layer.size), diff_id
 
     def _paused(self) -> _PausedTask:
         return _PausedTask(self.svc, self.container_id)
@@ -188,6 +191,7 @@ class Committer:
                            lease: str) -> Descriptor:
         created = _now()
         config = new_config(base.config, diff_id, created=created, message=self.message, cmd=self.cmd, env=self.env,
+                            author=self.author,
                             created_by=f"ctr-magic commit {self.container_id}")
         config_bytes = to_json_bytes(config)
         config_media = base.manifest.get("config", {}).get("mediaType") or MEDIA_OCI_CONFIG
@@ -271,11 +275,13 @@ def commit_container(
     env: Optional[list[str]] = None,
     message: str = "",
     replace: bool = False,
+    author: str = "",
 ) -> ImageInfo:
     """Save the container's files as a new image *image_ref* (see module docstring).
 
     ``cmd`` replaces the image's Cmd; ``env`` entries (``KEY=VALUE``) replace or add variables;
-    ``message`` becomes the history comment. An existing *image_ref* is AlreadyExists unless
+    ``message`` becomes the history comment, ``author`` the image's author. An existing *image_ref* is
+    AlreadyExists unless
     ``replace=True``.
     """
     missing = [n for n, v in (("container_id", container_id), ("image_ref", image_ref)) if not v]
@@ -286,7 +292,8 @@ def commit_container(
         raise errors.InvalidArgument("commit_container: cmd must be a list of strings", hint='e.g. ["sh", "-c", "..."]')
     if env is not None and (isinstance(env, str) or not all(isinstance(e, str) and "=" in e for e in env)):
         raise errors.InvalidArgument("commit_container: env must be a list of KEY=VALUE strings")
-    return Committer(service, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace).run()
+    return Committer(service, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace,
+                     author=author).run()
 
 
-__all__ = ["commit_container", "merge_env", "new_config"]
+__all__ = ["commit_container", "diff_layer", "new_config"]

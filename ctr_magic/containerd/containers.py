@@ -9,6 +9,7 @@ garbage collection cannot take it before the record refers to it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -210,7 +211,7 @@ class ContainersPart:
             resolv = self._write_resolv_conf(req.id, spec_in.dns, undo) if spec_in.dns else ""
             spec = build_spec(namespace=self.runtime.namespace, container_id=req.id, image_config=image.runtime_config,
                               container_spec=spec_in, rootfs=rootfs, resolv_conf_path=resolv, image_name=image.name)
-            record = self._create_record(req, image, spec, snapshotter, key, lease.id, undo)
+            record = self._create_record(req, image, spec, snapshotter, key, lease=lease.id, undo=undo)
         except BaseException:
             undo.run()
             raise
@@ -280,7 +281,7 @@ class ContainersPart:
         return path
 
     def _create_record(self, req: CreateContainerRequest, image: ResolvedImage, spec: dict[str, Any],
-                       snapshotter: str, key: str, lease: str, undo: _Undo) -> containers_pb2.Container:
+                       snapshotter: str, key: str, *, lease: str, undo: _Undo) -> containers_pb2.Container:
         image_config = image.runtime_config
         labels = dict(image_config.get("Labels") or {})
         labels[LABEL_STOP_SIGNAL] = image_config.get("StopSignal") or "SIGTERM"
@@ -310,11 +311,9 @@ class ContainersPart:
 
     def _delete_record(self, container_id: str) -> None:
         self.runtime.forget_spec(container_id)
-        try:
+        with contextlib.suppress(errors.NotFound):
             self.client.call(self.containers_stub.Delete, containers_pb2.DeleteContainerRequest(id=container_id),
                              what=f"deleting container {container_id}")
-        except errors.NotFound:
-            pass
 
     # -- read ----------------------------------------------------------------------------------------
     def get_container(self, id: str) -> ContainerInfo:

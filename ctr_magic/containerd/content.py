@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any, Optional
@@ -40,7 +41,7 @@ class ContentStore:
             for chunk in stream:
                 yield chunk.data
         finally:
-            stream.close()  # type: ignore[attr-defined]  (a generator: cancels the RPC)
+            stream.close()  # cancels the RPC
 
     def read(self, digest: str, *, size: int = 0, what: str = "") -> bytes:
         return b"".join(self.chunks(digest, size=size, what=what))
@@ -65,8 +66,6 @@ class ContentStore:
         )
 
     def delete(self, digest: str) -> None:
-        try:
+        with contextlib.suppress(errors.NotFound):
             self._client.call(self._stub.Delete, content_pb2.DeleteContentRequest(digest=digest),
                               what=f"deleting content {digest}")
-        except errors.NotFound:
-            pass

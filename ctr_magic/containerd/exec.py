@@ -10,6 +10,7 @@ still runs, deleted, and its FIFO directory removed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import secrets
@@ -25,23 +26,16 @@ from google.protobuf import any_pb2
 
 from .. import errors
 from ..constants import EXEC_ID_PREFIX, PROCESS_TYPE_URL
+from ..stdio import caller_stdio, check_stdin, make_sink, stdin_chunks
 from ..types import ExecTaskRequest, ExecTaskResult, ExecTaskSession
 from .client import wait_settled
-from .fifo import (
-    FifoReader,
-    FifoSet,
-    FifoWriter,
-    caller_stdio,
-    check_stdin,
-    make_sink,
-    pump,
-    stdin_chunks,
-)
+from .fifo import FifoReader, FifoSet, FifoWriter, pump
 from .grpc_errors import map_rpc_error
 from .interrupts import deferred_interrupts
 from .pb import task_pb2, tasks_pb2
 from .runtime_base import KILL_WAIT, Runtime, check_id
-from .spec import DirRootfs, ExecProcessOptions, UserIds, exec_process, resolve_user, to_json_bytes
+from .spec import ExecProcessOptions, exec_process, to_json_bytes
+from .userdb import DirRootfs, UserIds, resolve_user
 
 log = logging.getLogger(__name__)
 
@@ -261,13 +255,11 @@ class ExecPart:
                         run.wait_future.result(timeout=KILL_WAIT)  # then deleted anyway
                     except Exception:
                         log.debug("killing exec %s", run.exec_id, exc_info=True)
-                try:
+                with contextlib.suppress(errors.NotFound):
                     self.client.call(self.tasks_stub.DeleteProcess,
                                      tasks_pb2.DeleteProcessRequest(container_id=run.container_id,
                                                                     exec_id=run.exec_id),
                                      what=f"deleting exec {run.exec_id} in container {run.container_id}")
-                except errors.NotFound:
-                    pass
         finally:
             if run.wait_future is not None:
                 with deferred_interrupts():
@@ -305,7 +297,7 @@ class ExecPart:
         try:
             if run.fifos is not None:
                 if has_stdin:
-                    run.fifos.open_stdin()
+                    run.fifos.open_stdin(lambda timeout: wait_answered(run.wait_future, timeout))
                 # A terminal takes EOF as typed (Ctrl-D): closing its input would hang it up instead.
                 send_eof = has_stdin and not req.terminal
                 pump(run.fifos, sinks, stdin_chunks(req.stdin) if has_stdin else None,
@@ -335,6 +327,17 @@ class ExecPart:
         return _Session(self, run, req).as_session()
 
 
+def wait_answered(future: Any, timeout: float) -> bool:
+    """True when the Wait *future* has an answer (the process exited), waiting up to *timeout*."""
+    try:
+        future.result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        return False
+    except Exception:  # a failed Wait is an answer too: the caller stops waiting for stdin
+        return True
+    return True
+
+
 def _buffered(raw: FifoReader) -> io.BufferedReader:
     """readline/read1/peek over the raw FIFO; read1 returns what has arrived without waiting for more."""
     return io.BufferedReader(raw, buffer_size=_READ_BUFFER)
@@ -349,7 +352,7 @@ class _Session:
         fifos = run.fifos
         assert fifos is not None
         try:
-            fifos.open_stdin()
+            fifos.open_stdin(lambda timeout: wait_answered(run.wait_future, timeout))
             self.stdin = FifoWriter(fifos.take("stdin"), self._send_eof)  # type: ignore[arg-type]
             self.stdout = _buffered(FifoReader(fifos.take("stdout"), "stdout"))  # type: ignore[arg-type]
             err_fd = fifos.take("stderr")

@@ -13,7 +13,7 @@ reader exists by then.
 
 from __future__ import annotations
 
-import codecs
+import contextlib
 import errno
 import fcntl
 import io
@@ -21,14 +21,15 @@ import logging
 import os
 import select
 import shutil
-import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 from .. import errors
 from ..constants import FIFO_DIR_PREFIX
+from ..stdio import Sink
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +37,18 @@ F_SETPIPE_SZ = 1031
 #: Bigger pipes mean fewer wake-ups when a process streams a lot (GiBs through stdout).
 PIPE_SIZE = 1 << 20
 READ_CHUNK = 1 << 20
-STDIN_CHUNK = 1 << 16
 
-Sink = Callable[[memoryview], None]
 
 
 def _grow_pipe(fd: int) -> None:
-    try:
+    # Over /proc/sys/fs/pipe-max-size for an unprivileged user: the default size is fine.
+    with contextlib.suppress(OSError):
         fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:  # over /proc/sys/fs/pipe-max-size for an unprivileged user: the default is fine
-        pass
+
+
+# How long to keep trying to open a live process's stdin, and how long each look at its exit waits.
+_STDIN_OPEN_DEADLINE = 10.0
+_STDIN_OPEN_POLL = 0.005
 
 
 class FifoSet:
@@ -84,16 +87,31 @@ class FifoSet:
         _grow_pipe(fd)
         return fd
 
-    def open_stdin(self) -> int:
-        """Open our (non-blocking) write end of stdin; call after the shim opened its reader."""
+    def open_stdin(self, exited: Optional[Callable[[float], bool]] = None) -> int:
+        """Open our (non-blocking) write end of stdin; call after the shim opened its reader.
+
+        A process that exits at once can be gone, and the shim's reader closed, before we open
+        our end (the open fails with ENXIO). *exited(timeout)* says whether it has exited, waiting
+        up to *timeout*; when it has, stdin becomes a pipe nobody reads, as for any process that
+        ended: writes raise BrokenPipeError and the output is still there to read.
+        """
         if not self.stdin_path:
             raise errors.CtrError("this process has no stdin FIFO")
-        try:
-            self.stdin_fd = os.open(self.stdin_path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:
-                raise errors.CtrError("the runtime did not open the process's stdin") from None
-            raise
+        deadline = time.monotonic() + _STDIN_OPEN_DEADLINE
+        while True:
+            try:
+                self.stdin_fd = os.open(self.stdin_path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+            if exited is not None and exited(_STDIN_OPEN_POLL):
+                log.debug("the process exited before its stdin was opened; stdin is closed")
+                read_end, self.stdin_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                os.close(read_end)
+                return self.stdin_fd
+            if exited is None or time.monotonic() > deadline:
+                raise errors.CtrError("the runtime did not open the process's stdin")
         _grow_pipe(self.stdin_fd)
         return self.stdin_fd
 
@@ -112,10 +130,8 @@ class FifoSet:
     def close(self) -> None:
         """Close what is still open and remove the directory (idempotent)."""
         for name in ("stdin", "stdout", "stderr"):
-            try:
+            with contextlib.suppress(OSError):
                 self.close_fd(name)
-            except OSError:
-                pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> FifoSet:
@@ -123,81 +139,6 @@ class FifoSet:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------------- writers and readers
-
-
-def is_binary_writer(writer: Any) -> bool:
-    """True for byte streams (files opened 'wb', BytesIO, sys.stdout.buffer), False for text ones."""
-    if isinstance(writer, (io.RawIOBase, io.BufferedIOBase)):
-        return True
-    if isinstance(writer, io.TextIOBase):
-        return False
-    try:
-        writer.write(b"")
-    except TypeError:
-        return False
-    return True
-
-
-def make_sink(writer: Any) -> tuple[Sink, Callable[[], None]]:
-    """A callable writing chunks to *writer* (decoding UTF-8 for text writers) and a finisher."""
-    if is_binary_writer(writer):
-        def write_bytes(chunk: memoryview) -> None:
-            writer.write(chunk)
-
-        def finish_bytes() -> None:
-            flush = getattr(writer, "flush", None)
-            if flush is not None:
-                flush()
-
-        return write_bytes, finish_bytes
-
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def write_text(chunk: memoryview) -> None:
-        text = decoder.decode(chunk)
-        if text:
-            writer.write(text)
-
-    def finish_text() -> None:
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            writer.write(tail)
-        flush = getattr(writer, "flush", None)
-        if flush is not None:
-            flush()
-
-    return write_text, finish_text
-
-
-def stdin_chunks(source: Any) -> Iterator[bytes]:
-    """bytes / str / a readable file (binary or text) as chunks of bytes."""
-    if source is None:
-        return
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        for start in range(0, len(data), STDIN_CHUNK):
-            yield data[start:start + STDIN_CHUNK]
-        return
-    if isinstance(source, str):
-        yield from stdin_chunks(source.encode())
-        return
-    read = getattr(source, "read", None)
-    if read is None:
-        raise errors.InvalidArgument(f"stdin must be bytes, str or a readable file, not {type(source).__name__}")
-    while True:
-        chunk = read(STDIN_CHUNK)
-        if not chunk:
-            return
-        yield chunk.encode() if isinstance(chunk, str) else bytes(chunk)
-
-
-def check_stdin(source: Any) -> None:
-    if source is None or isinstance(source, (bytes, bytearray, memoryview, str)) or hasattr(source, "read"):
-        return
-    raise errors.InvalidArgument(f"stdin must be bytes, str or a readable file, not {type(source).__name__}")
 
 
 # --------------------------------------------------------------------------- the copy loop
@@ -292,35 +233,14 @@ def copy_in_background(fifos: FifoSet, sinks: dict[str, Optional[Sink]], name: s
     return thread
 
 
-def caller_stdio() -> dict[str, Optional[Sink]]:
-    """Sinks writing to this process's sys.stdout / sys.stderr (looked up now: IPython swaps them)."""
-    out: dict[str, Optional[Sink]] = {}
-    for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-        out[name] = _flushing(make_sink(stream)) if stream is not None else None
-    return out
-
-
 def append_to_file(path: str) -> tuple[Sink, Callable[[], None]]:
     """A sink appending to *path* (flushed per chunk, so readers see it at once) and its closer."""
-    fh = open(path, "ab", buffering=0)  # closed by the returned closer
+    fh = open(path, "ab", buffering=0)  # noqa: SIM115  (closed by the returned closer)
 
     def write(chunk: memoryview) -> None:
         fh.write(chunk)
 
     return write, fh.close
-
-
-def _flushing(pair: tuple[Sink, Callable[[], None]]) -> Sink:
-    write, finish = pair
-
-    def sink(chunk: memoryview) -> None:
-        write(chunk)
-        try:
-            finish()
-        except Exception:  # a closed stream: drop quietly rather than kill the copy
-            log.debug("flush failed", exc_info=True)
-
-    return sink
 
 
 class _FifoEnd(io.RawIOBase):
@@ -337,10 +257,8 @@ class _FifoEnd(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
         super().close()
 
 

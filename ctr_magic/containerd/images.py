@@ -1,6 +1,6 @@
 """Image methods of DefaultService: pull, get, list, delete, tag, push, import and export.
 
-Thin: the work lives in pull.py, unpack.py, push.py and importexport.py. Registry settings come
+Thin: the work lives in pull.py, unpack.py, push.py, importexport.py (import) and export.py. Registry settings come
 from :attr:`ImagesPart.registry_options` (default: ``RegistryOptions.from_env()``, which reads
 ``$CTR_MAGIC_INSECURE_REGISTRIES``).
 """
@@ -87,7 +87,7 @@ class ImagesPart:
 
     def export_image(self, refs: list[str], dest: Union[str, BinaryIO]) -> None:
         """Write the images *refs* to an OCI image-layout tar (with a Docker ``manifest.json``)."""
-        from .importexport import export_archive
+        from .export import export_archive
 
         if isinstance(refs, str):
             refs = [refs]

@@ -243,7 +243,7 @@ def abort_ingest(client: ContainerdClient, ref: str, *, lease: str = "") -> None
         log.warning("could not abort ingest %s: %s", ref, exc)
 
 
-def ingest(
+def ingest(  # noqa: PLR0913  (the Content service's write parameters, plus progress and cancel)
     client: ContainerdClient,
     ref: str,
     digest: str,

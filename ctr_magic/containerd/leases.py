@@ -8,6 +8,7 @@ metadata join it automatically; :meth:`Lease.add_resource` adds existing ones.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from datetime import datetime, timedelta, timezone
@@ -84,11 +85,9 @@ class Lease:
         """Delete the lease (idempotent). With *sync*, containerd runs GC before answering."""
         if not self._created:
             return
-        try:
+        with contextlib.suppress(errors.NotFound):
             self._client.call(self._stub.Delete, leases_pb2.DeleteRequest(id=self.id, sync=sync),
                               what=f"deleting lease {self.id}", timeout=60.0)
-        except errors.NotFound:
-            pass
         self._created = False
         log.debug("lease %s deleted", self.id)
 

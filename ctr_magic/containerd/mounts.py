@@ -13,6 +13,7 @@ read-only overlay (or as a read-only bind mount), so the container's files canno
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -93,10 +94,8 @@ class _Mounted:
                     raise errors.CtrError(f"{self.dir} is still mounted ({exc})") from None
                 shutil.rmtree(self.dir, ignore_errors=True)
             if self.view_key:
-                try:
+                with contextlib.suppress(errors.NotFound):
                     self.service.remove_snapshot(self.snapshotter, self.view_key)
-                except errors.NotFound:
-                    pass
                 self.view_key = ""
             self._done = True
             log.debug("unmounted %s", self.dir)

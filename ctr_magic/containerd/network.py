@@ -10,6 +10,7 @@ from another Python process and ``container_ip(id)`` can report the address.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -240,10 +241,10 @@ class NetworkPart:
             if records:
                 log.info("container %s: removing networks left from an earlier task", container_id)
                 self._detach(container_id, records, store, runner)
-            self._attach(container_id, pid, netns, inode, networks, store, runner)
+            self._attach(container_id, pid, netns, inode, networks, store=store, runner=runner)
 
     def _attach(self, container_id: str, pid: int, netns: str, inode: int, networks: list[NetworkConfig],
-                store: ResultStore, runner: CNIRunner) -> None:
+                *, store: ResultStore, runner: CNIRunner) -> None:
         pin = self._pin_netns(store, container_id, netns)
         done: list[AttachmentRecord] = []
         try:
@@ -325,10 +326,8 @@ class NetworkPart:
     def _unpin_netns(self, store: ResultStore, container_id: str) -> None:
         pin = self._pin_path(store, container_id)
         unmount(pin)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(pin)
-        except FileNotFoundError:
-            pass
         store.remove_dir(container_id)
 
     # -- addresses ---------------------------------------------------------------------------------

@@ -65,9 +65,9 @@ class ProgressReporter:
         last = self._last.get(event.digest)
         if last is not None:
             state, when, done = last
-            if state == event.state and (now - when < self.min_interval or done == event.done):
-                if event.done != event.total or done == event.done:
-                    return  # throttled; a completed count is always shown
+            if (state == event.state and (now - when < self.min_interval or done == event.done)
+                    and (event.done != event.total or done == event.done)):
+                return  # throttled; a completed count is always shown
         self._last[event.digest] = (event.state, now, event.done)
         assert self.callback is not None
         self.callback(event)

@@ -19,7 +19,7 @@ from ..constants import ROOTFS_PEEK_PREFIX
 from ..hostmount import mount_all, unmount
 from .interrupts import deferred_interrupts
 from .mounts import read_only_mounts
-from .spec import DirRootfs
+from .userdb import DirRootfs
 
 log = logging.getLogger(__name__)
 

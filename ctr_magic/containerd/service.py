@@ -11,13 +11,15 @@ import logging
 import signal as signal_module
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Optional, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional, Union
 
 from google.protobuf import empty_pb2
 
 from ..cni import ResultStore
 from ..constants import DEFAULT_NAMESPACE, DEFAULT_SOCKET_PATH
 from ..errors import FailedPrecondition
+from ..limits import ResourceLimits
+from ..monitoring import EventStream, StatsSample
 from ..registry import RegistryOptions
 from ..types import (
     ContainerInfo,
@@ -40,8 +42,10 @@ from ..types import (
     StopTaskOptions,
     TaskInfo,
 )
+from .attach import AttachPart
 from .client import ContainerdClient
 from .containers import ContainersPart
+from .copy import CopyPart
 from .exec import ExecPart
 from .images import ImagesPart
 from .imagestore import ImageStore
@@ -57,10 +61,14 @@ from .pb import (
     tasks_pb2,
     version_pb2_grpc,
 )
+from .resources import ResourceControl
 from .runtime_base import Runtime
 from .snapshots import SnapshotsPart
 from .snapshotstore import SnapshotStore
 from .tasks import TasksPart
+
+if TYPE_CHECKING:
+    from ..build.events import BuildResult
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +107,9 @@ class DefaultService:
         self.task_part = TasksPart(self.runtime)
         self.exec_part = ExecPart(self.runtime)
         self.snapshot_part = SnapshotsPart(self.runtime, self.container_part)
+        self.resource_part = ResourceControl(self.runtime)
+        self.attach_part = AttachPart(self.runtime, self.task_part)
+        self.copy_part = CopyPart(self.runtime, self._mount_root)
 
     @classmethod
     def connect(
@@ -211,6 +222,23 @@ class DefaultService:
 
     def logs(self, container_id: str, *, follow: bool = False, timeout: Optional[float] = None) -> Iterator[bytes]:
         return self.task_part.logs(container_id, follow=follow, timeout=timeout)
+
+    # -- attach_part and copy_part (features Attaching and Copying) ---------------------------------
+    def start_attached(self, container_id: str, *, stdin: bool = False, terminal: bool = False) -> ExecTaskSession:
+        return self.attach_part.start_attached(container_id, stdin=stdin, terminal=terminal)
+
+    def copy_from_container(self, container_id: str, path: str, dest: str, *,
+                            progress: Optional[Callable[[int, int], None]] = None) -> int:
+        return self.copy_part.copy_from_container(container_id, path, dest, progress=progress)
+
+    def copy_to_container(self, container_id: str, source: str, path: str, *,
+                          progress: Optional[Callable[[int, int], None]] = None) -> int:
+        return self.copy_part.copy_to_container(container_id, source, path, progress=progress)
+
+    def _mount_root(self, container_id: str, read_only: bool) -> Any:
+        from .mounts import mount_container_snapshot
+
+        return mount_container_snapshot(self, container_id, read_only=read_only)
 
     # -- exec_part ------------------------------------------------------------
     def exec_task(self, container_id: str, req: ExecTaskRequest) -> ExecTaskResult:
@@ -331,11 +359,13 @@ class DefaultService:
 
     # -- images from containers ----------------------------------------------------------------------
     def commit_container(self, container_id: str, image_ref: str, *, cmd: Optional[list[str]] = None,
-                         env: Optional[list[str]] = None, message: str = "", replace: bool = False) -> ImageInfo:
+                         env: Optional[list[str]] = None, message: str = "", replace: bool = False,
+                         author: str = "") -> ImageInfo:
         """Save the container's files as a new image (``docker commit``); see :mod:`.commit`."""
         from .commit import commit_container
 
-        return commit_container(self, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace)
+        return commit_container(self, container_id, image_ref, cmd=cmd, env=env, message=message, replace=replace,
+                                author=author)
 
     # -- daemon facts ---------------------------------------------------------------------------
     def version(self, timeout: Optional[float] = 10.0) -> DaemonVersion:
@@ -386,6 +416,49 @@ class DefaultService:
             out.append(PluginInfo(plugin.type, plugin.id, "error" if error else "ok", list(plugin.requires),
                                   error))
         return out
+
+    # -- live views (features.Events, features.Stats) --------------------------------------------
+    def container_events(self) -> EventStream:
+        """A live stream of the namespace's container and task changes; close it to end its thread."""
+        from .watch import subscribe
+
+        return subscribe(self.client)
+
+    def container_stats(self, container_id: str) -> StatsSample:
+        """One resource sample of the container's running task (CPU time, memory, pids, I/O)."""
+        from ..types import TaskStatus
+        from .metrics import task_sample
+
+        task = self.get_task_info(container_id)
+        if task.status not in (TaskStatus.RUNNING, TaskStatus.PAUSED):
+            raise FailedPrecondition(f"container {container_id} is {task.status}: nothing to measure",
+                                     hint=f"start it first: %ctr start {container_id}")
+        return task_sample(self.client, container_id, task.pid)
+
+    def build_image(self, dockerfile: str = "", context: str = ".", *, tags: Optional[list[str]] = None,
+                    **options: Any) -> BuildResult:
+        """Build an image from a Dockerfile with ctr-magic's own builder; see :mod:`ctr_magic.build`."""
+        from ..build import build_image
+
+        return build_image(self, "containerd", dockerfile, context, tags=tags, **options)
+
+    def prune_build_cache(self) -> int:
+        """Drop the build cache of this namespace (its layers go with the next garbage collection)."""
+        from ..build.cache import BuildCache
+
+        return BuildCache(self, self.snapshotter).prune()
+
+    # -- resource_part (features.ResourceUpdates, features.OomReports) ------------------------------
+    def update_container(self, container_id: str, limits: ResourceLimits) -> None:
+        """New memory/CPU/pids limits for a running container (``Tasks.Update``), kept for its next start."""
+        self.resource_part.update(container_id, limits)
+
+    def oom_killed(self, container_id: str) -> bool:
+        """True when the OOM killer took a process of the container's task (ask before deleting the task)."""
+        return self.resource_part.oom_killed(container_id)
+
+    def memory_limit(self, container_id: str) -> int:
+        return self.resource_part.memory_limit(container_id)
 
     def close(self) -> None:
         self.client.close()

@@ -8,6 +8,7 @@ callers (containers, the snapshot methods, unpacking, commit) add their own erro
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -105,18 +106,14 @@ class SnapshotStore:
     def remove_if_present(self, snapshotter: str, key: str, *, what: str = "", lease: str = "",
                           timeout: Optional[float] = None) -> None:
         """Remove *key*; a snapshot that is not there is fine."""
-        try:
+        with contextlib.suppress(errors.NotFound):
             self.remove(snapshotter, key, what=what or f"removing snapshot {key} from {snapshotter}", lease=lease,
                         timeout=timeout)
-        except errors.NotFound:
-            pass
 
     def keep(self, snapshotter: str, key: str) -> None:
         """Mark the snapshot as a GC root, as ``ctr snapshots prepare`` does, so it outlives its container."""
-        try:
+        with contextlib.suppress(errors.NotFound):
             self.update_labels(snapshotter, key, gc_root_labels(), what=f"keeping snapshot {key} in {snapshotter}")
-        except errors.NotFound:
-            pass
 
 
 __all__ = ["SnapshotStore", "gc_root_labels"]

@@ -17,15 +17,15 @@ import json
 import logging
 import os
 import signal as _signal
-import time
 from collections.abc import Iterator
 from typing import Any, Optional
 
-import grpc
 from google.protobuf import any_pb2, field_mask_pb2
 
 from .. import errors
 from ..constants import CONTAINER_LOG_NAME, LABEL_LOG_PATH, SPEC_TYPE_URL
+from ..stdio import caller_stdio
+from ..taskfilter import compile_task_filter
 from ..types import (
     DeleteTaskOptions,
     ListTasksOptions,
@@ -35,26 +35,17 @@ from ..types import (
     TaskStatus,
 )
 from .exec import with_runtime_reason
-from .fifo import FifoSet, append_to_file, caller_stdio, copy_in_background
-from .filters import parse_filter, task_fields
+from .fifo import FifoSet, append_to_file, copy_in_background
 from .pb import containers_pb2, task_pb2, tasks_pb2
 from .runtime_base import Runtime, check_id
-from .shimwatch import find_shim, parent_pid, wait_until_closed
 from .spec import to_json_bytes
 from .task_events import ExitWatcher
+from .tasklogs import read_log
 
 log = logging.getLogger(__name__)
 
-_LOG_CHUNK = 1 << 16
-#: While following a log, how often the file is checked for growth (the task's exit is an event).
-_FOLLOW_INTERVAL = 0.1
-#: After the task exited, the shim may still be copying its last bytes; it closes the log file when
-#: both copiers are done. How long to wait for that before reading what is there.
-_SHIM_CLOSE_DEADLINE = 10.0
 #: The log's second name in the container's directory, for the shim's stderr copy.
 STDERR_ALIAS_NAME = "stderr.log"
-#: When the shim's process cannot be inspected: wait for the file to stop growing for this long.
-_SETTLE = 0.2
 
 _STATUS = {
     task_pb2.UNKNOWN: TaskStatus.UNKNOWN,
@@ -322,12 +313,11 @@ class TasksPart:
         The filter is passed to containerd and also applied here: containerd 1.6 ignores it.
         """
         opts = opts or ListTasksOptions()
-        keep = parse_filter(opts.filter)
+        keep = compile_task_filter(opts.filter)
         resp = self.client.call(self.tasks_stub.List, tasks_pb2.ListTasksRequest(filter=opts.filter),
                                 what=f"listing tasks{' (' + opts.filter + ')' if opts.filter else ''}")
         infos = (task_info(p) for p in resp.tasks)
-        return sorted((t for t in infos if keep(task_fields(t.container_id, t.pid, str(t.status), t.exit_code))),
-                      key=lambda t: t.container_id)
+        return sorted((t for t in infos if keep(t)), key=lambda t: t.container_id)
 
     # -- logs ------------------------------------------------------------------------------------------
     def logs(self, container_id: str, *, follow: bool = False, timeout: Optional[float] = None) -> Iterator[bytes]:
@@ -342,72 +332,4 @@ class TasksPart:
             raise errors.NotFound(
                 f"container {container_id!r} has no log file ({path})",
                 hint="start it with StartTaskOptions(log_path=service.log_path_for(id))")
-        return self._read_log(container_id, path, follow, timeout)
-
-    def _read_log(self, container_id: str, path: str, follow: bool, timeout: Optional[float]) -> Iterator[bytes]:
-        exit_future = None
-        shim_pid = None
-        process = self.runtime.task_process(container_id)
-        if process is not None and process.status == task_pb2.STOPPED:
-            shim_pid = find_shim(self.runtime.namespace, container_id)  # it may still be copying the last bytes
-        elif process is not None and follow:
-            exit_future = self.tasks_stub.Wait.future(tasks_pb2.WaitRequest(container_id=container_id),
-                                                      metadata=self.client.metadata())
-            # The task may have exited already, taking the way to its parent with it: then search.
-            shim_pid = parent_pid(process.pid) or find_shim(self.runtime.namespace, container_id)
-        log.debug("reading log of %s (task %s, shim pid %s, follow=%s)", container_id,
-                  task_pb2.Status.Name(process.status) if process is not None else "none", shim_pid, follow)
-        deadline = time.monotonic() + timeout if timeout is not None else None
-        try:
-            with open(path, "rb") as fh:
-                if exit_future is None and shim_pid is not None:
-                    wait_until_closed(shim_pid, path, _SHIM_CLOSE_DEADLINE)
-                while True:
-                    chunk = fh.read(_LOG_CHUNK)
-                    if chunk:
-                        yield chunk
-                        continue
-                    if exit_future is None:
-                        return
-                    if exit_future.done():
-                        log.debug("task of %s exited; waiting for shim %s to close the log", container_id, shim_pid)
-                        if shim_pid is not None and wait_until_closed(shim_pid, path, _SHIM_CLOSE_DEADLINE):
-                            yield from iter(lambda: fh.read(_LOG_CHUNK), b"")
-                        else:
-                            yield from _drain_settled(fh)
-                        return
-                    wait = _FOLLOW_INTERVAL
-                    if deadline is not None:
-                        wait = min(wait, deadline - time.monotonic())
-                        if wait <= 0:
-                            return
-                    try:
-                        exit_future.result(timeout=wait)
-                    except grpc.FutureTimeoutError:
-                        pass
-                    except grpc.RpcError as exc:
-                        if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                            # containerd went away; the shim keeps writing the log. Wait again,
-                            # queued until containerd is back, and keep following meanwhile.
-                            log.info("containerd went away while following the log of %s", container_id)
-                            exit_future = self.tasks_stub.Wait.future(
-                                tasks_pb2.WaitRequest(container_id=container_id),
-                                metadata=self.client.metadata(), wait_for_ready=True)
-                            continue
-                        log.debug("waiting for the exit of %s failed: %s", container_id, exc)
-                        exit_future = None  # task deleted under us: read what is there and stop
-        finally:
-            if exit_future is not None:
-                exit_future.cancel()
-
-
-def _drain_settled(fh: Any) -> Iterator[bytes]:
-    """Read until the file has stopped growing for a moment."""
-    quiet_since = time.monotonic()
-    while time.monotonic() - quiet_since < _SETTLE:
-        chunk = fh.read(_LOG_CHUNK)
-        if chunk:
-            yield chunk
-            quiet_since = time.monotonic()
-        else:
-            time.sleep(_SETTLE / 4)
+        return read_log(self.runtime, container_id, path, follow=follow, timeout=timeout)

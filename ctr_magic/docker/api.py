@@ -7,14 +7,17 @@ leading ``v`` is stripped.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 from .. import errors
-from ..constants import DOCKER_MAX_API_VERSION, DOCKER_MIN_API_VERSION
+from ..constants import DEFAULT_DOCKER_SOCKET, DOCKER_MAX_API_VERSION, DOCKER_MIN_API_VERSION, ENV_DOCKER_HOST
 from .errors import first_line, stream_error
 from .frames import ChunkReader, iter_frames
 from .transport import HijackedConnection, Transport, json_body
@@ -22,6 +25,9 @@ from .transport import HijackedConnection, Transport, json_body
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
+#: Tars are asked for as they are: dockerd gzips a response whenever the client accepts it (httpx
+#: does by default), and compressing image layers or random data costs the daemon more than it saves.
+_RAW = {"Accept-Encoding": "identity"}
 
 
 def parse_api_version(text: str) -> tuple[int, int]:
@@ -43,6 +49,19 @@ def _flag(value: bool) -> str:
 
 def _filters(filters: Optional[dict[str, list[str]]]) -> dict[str, str]:
     return {"filters": json.dumps(filters)} if filters else {}
+
+
+def socket_from_env(socket: Optional[str] = None) -> str:
+    """``socket`` (a path or ``unix://`` URL), else ``$DOCKER_HOST``, else ``/var/run/docker.sock``."""
+    value = socket or os.environ.get(ENV_DOCKER_HOST) or DEFAULT_DOCKER_SOCKET
+    if value.startswith("unix://"):
+        value = value[len("unix://"):]
+    elif "://" in value:
+        raise errors.NotSupported(
+            f"Docker address {value!r}: only unix sockets are supported",
+            hint="pass the daemon's socket path, e.g. /var/run/docker.sock (forward a remote one with ssh -L)",
+        )
+    return value
 
 
 class EngineAPI:
@@ -117,14 +136,18 @@ class EngineAPI:
         platform: str = "",
         on_event: Optional[Callable[[JSON], None]] = None,
         what: str = "",
+        auth: str = "",
     ) -> None:
-        """``POST /images/create``; every progress line goes to *on_event*; an ``error`` line raises."""
+        """``POST /images/create``; every progress line goes to *on_event*; an ``error`` line raises.
+
+        *auth* is the ``X-Registry-Auth`` header (base64url JSON credentials), sent when given."""
         what = what or f"pulling {image}:{tag}"
         params = {"fromImage": image, "tag": tag}
         if platform:
             params["platform"] = platform
+        headers = {"X-Registry-Auth": auth} if auth else None
         with self.transport.stream("POST", self._path("/images/create"), params=params, what=what,
-                                   kind="pull") as resp:
+                                   kind="pull", headers=headers) as resp:
             for line in resp.iter_lines():
                 if not line.strip():
                     continue
@@ -150,6 +173,119 @@ class EngineAPI:
                           what=f"deleting image {name}", kind="image")
         return json_body(resp, list) if resp.content else []
 
+    # -- image transfer (tag, push, load, save, commit) ------------------------------------------------
+    @contextlib.contextmanager
+    def _served(self, what: str) -> Iterator[None]:
+        """An endpoint the server does not route (socktainer serves a subset) is NotSupported, not NotFound."""
+        try:
+            yield
+        except errors.NotFound as exc:
+            if "page not found" not in str(exc).lower():
+                raise
+            raise errors.NotSupported(f"{what}: {self.transport.daemon} at {self.socket_path} does not serve it",
+                                      hint="use the containerd or Docker backend") from None
+
+    def image_tag(self, name: str, repo: str, tag: str) -> None:
+        what = f"tagging image {name} as {repo}:{tag}"
+        with self._served(what):
+            self._call("POST", f"/images/{name}/tag", params={"repo": repo, "tag": tag}, what=what, kind="image")
+
+    def image_push(self, name: str, tag: str, *, auth: str = "", on_event: Optional[Callable[[JSON], None]] = None,
+                   what: str = "") -> None:
+        """``POST /images/{name}/push``; *auth* is the X-Registry-Auth header; an ``error`` line raises."""
+        what = what or f"pushing {name}:{tag}"
+        headers = {"X-Registry-Auth": auth or "e30="}  # "{}" when anonymous: Docker wants the header
+        with self._served(what), self.transport.stream("POST", self._path(f"/images/{name}/push"),
+                                                       params={"tag": tag}, headers=headers, what=what,
+                                                       kind="image") as resp:
+            self._json_lines(resp, what, "push", on_event)
+
+    def images_load(self, chunks: Iterator[bytes], *, what: str = "loading images") -> list[JSON]:
+        """``POST /images/load`` with a tar (docker-save or OCI layout); the JSON lines it answered."""
+        events: list[JSON] = []
+        with self._served(what), self.transport.stream(
+                "POST", self._path("/images/load"), params={"quiet": "1"}, content=chunks,
+                headers={"Content-Type": "application/x-tar"}, what=what, kind="image") as resp:
+            self._json_lines(resp, what, "load", events.append)
+        return events
+
+    @contextlib.contextmanager
+    def images_get(self, names: list[str]) -> Iterator[Iterator[bytes]]:
+        """``GET /images/get``: the tar of *names* (docker-save layout with an OCI index), as chunks."""
+        what = f"exporting {', '.join(names)}"
+        with self._served(what), self.transport.stream("GET", self._path("/images/get"),
+                                                       params={"names": names}, headers=_RAW,  # type: ignore[dict-item]
+                                                       what=what, kind="image") as resp:
+            yield resp.iter_bytes()
+
+    def commit(self, container: str, repo: str, tag: str, *, comment: str = "", author: str = "",
+               changes: Optional[list[str]] = None, pause: bool = True) -> JSON:
+        params = {"container": container, "repo": repo, "tag": tag, "comment": comment, "author": author,
+                  "pause": _flag(pause)}
+        if changes:
+            params["changes"] = "\n".join(changes)
+        what = f"committing container {container} as {repo}:{tag}"
+        with self._served(what):
+            return self._call("POST", "/commit", params=params, what=what, kind="container", timeout=None).json()
+
+    @staticmethod
+    def _json_lines(resp: Any, what: str, kind: str, on_event: Optional[Callable[[JSON], None]]) -> None:
+        for line in resp.iter_lines():
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                log.debug("%s: not JSON: %r", kind, line)
+                continue
+            if event.get("error") or event.get("errorDetail"):
+                detail = event.get("errorDetail") or {}
+                raise stream_error(str(event.get("error") or detail.get("message", "")), what=what, kind=kind)
+            if on_event is not None:
+                on_event(event)
+
+    # -- container files (archive) ---------------------------------------------------------------------
+    def archive_stat(self, container: str, path: str) -> JSON:
+        """``HEAD /containers/{id}/archive``: the path's stat (name, size, mode, linkTarget)."""
+        what = f"looking up {path} in container {container}"
+        with self._served(what):
+            resp = self._call("HEAD", f"/containers/{container}/archive", params={"path": path}, what=what,
+                              kind="path")
+        header = resp.headers.get("x-docker-container-path-stat", "")
+        return json.loads(base64.b64decode(header)) if header else {}
+
+    @contextlib.contextmanager
+    def archive_get(self, container: str, path: str) -> Iterator[Iterator[bytes]]:
+        """``GET /containers/{id}/archive``: a tar of *path*, as chunks."""
+        what = f"copying {path} out of container {container}"
+        with self._served(what), self.transport.stream("GET", self._path(f"/containers/{container}/archive"),
+                                                       params={"path": path}, headers=_RAW, what=what,
+                                                       kind="path") as resp:
+            yield resp.iter_bytes()
+
+    def archive_put(self, container: str, path: str, chunks: Iterator[bytes]) -> None:
+        """``PUT /containers/{id}/archive``: unpack a tar into the directory *path*."""
+        what = f"copying into {path} in container {container}"
+        with self._served(what):
+            self._call("PUT", f"/containers/{container}/archive", params={"path": path}, content=chunks,
+                       headers={"Content-Type": "application/x-tar"}, what=what, kind="path", timeout=None)
+
+    # -- builds ------------------------------------------------------------------------------------------
+    def image_build(self, params: dict[str, Any], context: Iterator[bytes], *, on_line: Callable[[str], None],
+                    what: str) -> None:
+        """``POST /build`` with a tar'd context streamed as the body; each line of the answer to *on_line*."""
+        with self._served(what), self.transport.stream(
+                "POST", self._path("/build"), params=params, what=what, kind="image", content=context,
+                headers={"Content-Type": "application/x-tar"}) as resp:
+            for line in resp.iter_lines():
+                if line.strip():
+                    on_line(line)
+
+    def build_prune(self) -> JSON:
+        what = "pruning the build cache"
+        with self._served(what):
+            return self._call("POST", "/build/prune", what=what).json()
+
     # -- containers -----------------------------------------------------------------------------------
     def container_create(self, name: str, body: JSON) -> JSON:
         return json_body(self._call("POST", "/containers/create", params={"name": name}, body=body,
@@ -162,6 +298,10 @@ class EngineAPI:
     def container_inspect(self, name: str) -> JSON:
         return json_body(self._call("GET", f"/containers/{name}/json", what=f"inspecting container {name}",
                           kind="container"), dict)
+
+    def container_update(self, name: str, body: JSON) -> JSON:
+        return self._call("POST", f"/containers/{name}/update", body=body, what=f"updating container {name}",
+                          kind="container").json()
 
     def container_start(self, name: str) -> bool:
         """False when it was running already (304)."""
@@ -191,7 +331,7 @@ class EngineAPI:
         self._call("DELETE", f"/containers/{name}", params={"force": _flag(force), "v": _flag(volumes)},
                    what=f"deleting container {name}", kind="container")
 
-    def container_logs(
+    def container_logs(  # noqa: PLR0913  (the Engine API's query parameters)
         self,
         name: str,
         *,
@@ -261,4 +401,4 @@ class EngineAPI:
         self.transport.close()
 
 
-__all__ = ["EngineAPI", "format_api_version", "parse_api_version"]
+__all__ = ["EngineAPI", "format_api_version", "parse_api_version", "socket_from_env"]

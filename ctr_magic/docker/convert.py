@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
@@ -27,7 +28,7 @@ _STATUS = {
 
 def parse_time(value: Union[str, int, float, None]) -> Optional[datetime]:
     """RFC 3339 with nanoseconds, or unix seconds -> aware datetime; Docker's zero time -> None."""
-    if value is None or value == "" or value == 0:
+    if value is None or value in ("", 0):
         return None
     if isinstance(value, (int, float)):
         return datetime.fromtimestamp(value, tz=timezone.utc)
@@ -165,7 +166,18 @@ def image_summaries(data: dict[str, Any]) -> list[ImageInfo]:
     return out
 
 
+@dataclass
+class DockerVersion:
+    version: str
+    api_version: str
+    os: str
+    arch: str
+    address: str
+    components: dict[str, str] = field(default_factory=dict)
+
+
 __all__ = [
+    "DockerVersion",
     "container_info",
     "container_name",
     "container_summary",

@@ -9,18 +9,19 @@ gone and the stream has been idle for a grace period.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import io
 import logging
 import os
 import signal as _signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any, Optional
 
 from .. import errors
+from ..stdio import WriterSink, stdin_chunks
 from ..types import ExecTaskResult, ExecTaskSession
 from .api import EngineAPI
 from .frames import STDERR, STDOUT, SYSTEMERR, iter_frames
@@ -242,18 +243,8 @@ class ExecProcess:
 def feed_stdin(conn: HijackedConnection, source: Any) -> None:
     """Send bytes, str or a readable file to the process, then half-close (end-of-file for it)."""
     try:
-        if isinstance(source, str):
-            source = source.encode()
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            view = memoryview(source)
-            for start in range(0, len(view), 1 << 16):
-                conn.send(bytes(view[start:start + (1 << 16)]))
-        else:
-            while True:
-                chunk = source.read(1 << 16)
-                if not chunk:
-                    break
-                conn.send(chunk.encode() if isinstance(chunk, str) else chunk)
+        for chunk in stdin_chunks(source):
+            conn.send(chunk)
     except OSError:
         log.debug("stdin: the process stopped reading", exc_info=True)
     finally:
@@ -288,39 +279,6 @@ class SocketStdin(io.RawIOBase):
 # ---------------------------------------------------------------------------------------- sinks
 
 
-class WriterSink:
-    """Hands bytes to a caller's writer: binary as is, text decoded (UTF-8, split-safe)."""
-
-    def __init__(self, writer: Optional[IO[Any]]) -> None:
-        self.writer = writer
-        self._decoder: Optional[codecs.IncrementalDecoder] = None
-        if writer is not None and isinstance(writer, io.TextIOBase):
-            self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-
-    def __call__(self, data: bytes) -> None:
-        if self.writer is None:
-            return
-        if self._decoder is None:
-            try:
-                self.writer.write(data)
-            except TypeError:
-                self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-                self.writer.write(self._decoder.decode(data))
-        else:
-            text = self._decoder.decode(data)
-            if text:
-                self.writer.write(text)
-        flush = getattr(self.writer, "flush", None)
-        if flush is not None:
-            flush()
-
-    def finish(self) -> None:
-        if self.writer is not None and self._decoder is not None:
-            tail = self._decoder.decode(b"", final=True)
-            if tail:
-                self.writer.write(tail)
-
-
 class PipeSink:
     """Writes into a pipe whose read end the caller holds: blocking gives back-pressure."""
 
@@ -330,7 +288,7 @@ class PipeSink:
             import fcntl
 
             fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-        self.reader: IO[bytes] = open(read_fd, "rb")
+        self.reader: IO[bytes] = open(read_fd, "rb")  # noqa: SIM115  (the session's stdout; its owner closes it)
         self._dropped = False
 
     def __call__(self, data: bytes) -> None:
@@ -395,4 +353,31 @@ def streaming_session(process: ExecProcess) -> ExecTaskSession:
     return ExecTaskSession(stdin=stdin, stdout=out.reader, stderr=err.reader, wait=wait, close=close)
 
 
-__all__ = ["ExecProcess", "PipeSink", "SocketStdin", "WriterSink", "feed_stdin", "streaming_session"]
+def start_feeder(process: ExecProcess, stdin: Any) -> threading.Thread:
+    """A daemon thread writing *stdin* into the exec's connection, then half-closing it."""
+    feeder = threading.Thread(target=feed_stdin, args=(process.conn, stdin),
+                              name=f"exec-stdin-{process.exec_id[:8]}", daemon=True)
+    feeder.start()
+    return feeder
+
+
+def attach_stdio(api: EngineAPI, cid: str, name: str, tty: bool) -> None:
+    """Copy the container's output to this process's stdout/stderr until it exits (before start: nothing lost)."""
+    conn = api.container_attach(cid)
+    out, err = WriterSink(sys.stdout), WriterSink(sys.stderr)
+
+    def pump() -> None:
+        try:
+            for stream, data in iter_frames(conn.recv, multiplexed=not tty):
+                (err if stream == STDERR else out)(data)
+        except (OSError, ValueError):
+            log.debug("attach to %s ended", name, exc_info=True)
+        finally:
+            out.finish()
+            err.finish()
+            conn.close()
+
+    threading.Thread(target=pump, name=f"attach-{name}", daemon=True).start()
+
+
+__all__ = ["ExecProcess", "PipeSink", "SocketStdin", "attach_stdio", "feed_stdin", "start_feeder", "streaming_session"]

@@ -1,38 +1,22 @@
-"""DockerService: the Service contract on the Docker Engine API (Docker, Podman, socktainer).
-
-Mapping decisions (the capability table in ``ctr_magic.capabilities`` lists what differs):
-
-* A contract container id is Docker's container *name*. Docker's own lookup falls back to id
-  prefixes, so a name made only of hex digits is resolved with inspect first and the call acts on
-  the full id: a name never silently matches another container's id prefix.
-* ``ContainerSpec.cmd`` replaces the image's whole command line, as on containerd and in the
-  reference's Apple backend: its first element becomes the Entrypoint, the rest the Cmd.
-* A container's "task" is its state: there is no task object to delete, so ``delete_task`` only
-  kills (with ``force``) or refuses while running; ``get_task_info`` of a created container says
-  ``created``.
-* ``stop_container`` keeps the contract: the signal, then up to ``timeout`` seconds for the exit,
-  then SIGKILL with ``force`` or ``TaskStopTimeout`` without.
-* Networking belongs to Docker (network mode at create): ``setup_network``/``remove_network`` only
-  check the container exists. Snapshots are not exposed by the Engine API: ``NotSupported``.
-"""
+"""DockerService: the Service contract on the Docker Engine API (see the package docstring for the mapping)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import re
 import signal as _signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .. import errors
-from ..constants import DEFAULT_DOCKER_SOCKET, DEFAULT_STOP_TIMEOUT, ENV_DOCKER_HOST
-from ..hosthelpers import timezone_spec
+from ..constants import DEFAULT_STOP_TIMEOUT
+from ..limits import ResourceLimits
+from ..monitoring import EventStream, StatsSample
 from ..reference import match_stored_name, parse_reference
+from ..stdio import WriterSink
+from ..taskfilter import compile_task_filter
 from ..types import (
     ContainerInfo,
     CreateContainerRequest,
@@ -43,10 +27,8 @@ from ..types import (
     ExecTaskResult,
     ExecTaskSession,
     ImageInfo,
-    LayerProgress,
     ListTasksOptions,
     MountInfo,
-    MountSpec,
     NetworkSetupRequest,
     PullImageOptions,
     SnapshotInfo,
@@ -55,67 +37,36 @@ from ..types import (
     TaskInfo,
     TaskStatus,
 )
-from .api import EngineAPI
+from . import limits
+from .api import EngineAPI, socket_from_env
+from .archive import DockerFilesMixin
+from .attach import DockerAttachMixin
 from .convert import (
+    DockerVersion,
     container_info,
-    container_name,
     container_summary,
     image_info,
     image_summaries,
     task_info,
     task_status,
 )
-from .exec import ExecProcess, WriterSink, feed_stdin, streaming_session
-from .frames import STDERR, iter_frames
-from .taskfilter import compile_filter
+from .exec import ExecProcess, attach_stdio, start_feeder, streaming_session
+from .names import ContainerNames, check_name
+from .progress import PullProgress
+from .requests import create_body, exec_body, require, signal_name
+from .transfer import DockerTransferMixin, registry_auth_header
 
 log = logging.getLogger(__name__)
 
-# Docker's container name rule.
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
-_HEX = re.compile(r"[0-9a-f]+\Z")
 LIVE_STATUSES = (TaskStatus.RUNNING, TaskStatus.PAUSED)
 KILL_WAIT = 30.0  # how long to wait for the exit after SIGKILL
-_SIZE_SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
-@dataclass
-class DockerVersion:
-    version: str
-    api_version: str
-    os: str
-    arch: str
-    address: str
-    components: dict[str, str] = field(default_factory=dict)
+class DockerService(DockerTransferMixin, DockerAttachMixin, DockerFilesMixin):
+    """The Service contract over the Engine API. ``DockerService.connect(socket)`` is the way in.
 
-
-def socket_from_env(socket: Optional[str] = None) -> str:
-    """``socket`` (a path or ``unix://`` URL), else ``$DOCKER_HOST``, else ``/var/run/docker.sock``."""
-    value = socket or os.environ.get(ENV_DOCKER_HOST) or DEFAULT_DOCKER_SOCKET
-    if value.startswith("unix://"):
-        value = value[len("unix://"):]
-    elif "://" in value:
-        raise errors.NotSupported(
-            f"Docker address {value!r}: only unix sockets are supported",
-            hint="pass the daemon's socket path, e.g. /var/run/docker.sock (forward a remote one with ssh -L)",
-        )
-    return value
-
-
-def signal_name(sig: int) -> str:
-    try:
-        return _signal.Signals(sig).name
-    except ValueError:
-        return str(sig)
-
-
-def _require(value: str, what: str, hint: str = "") -> None:
-    if not value or not str(value).strip():
-        raise errors.InvalidArgument(f"{what} is empty", hint=hint)
-
-
-class DockerService:
-    """The Service contract over the Engine API. ``DockerService.connect(socket)`` is the way in."""
+    Beyond the contract (see :mod:`ctr_magic.features`): tag, push, import/export and commit
+    (:mod:`.transfer`), attached start (:mod:`.attach`), copying files (:mod:`.archive`)."""
 
     backend = "docker"
     namespace = ""  # the Engine API has no namespaces
@@ -124,6 +75,7 @@ class DockerService:
 
     def __init__(self, api: EngineAPI, *, exec_exit_deadline: float = 10.0) -> None:
         self.api = api
+        self.names = ContainerNames(api)
         self.exec_exit_deadline = exec_exit_deadline
 
     @classmethod
@@ -164,6 +116,17 @@ class DockerService:
             components=components,
         )
 
+    def build_image(self, dockerfile: str = "", context: str = ".", *, tags: Optional[list[str]] = None,
+                    **options: Any) -> Any:
+        """Build an image from a Dockerfile with the Engine's ``/build``; see :mod:`ctr_magic.build`."""
+        from ..build import build_image
+
+        return build_image(self, "docker", dockerfile, context, tags=tags, **options)
+
+    def prune_build_cache(self) -> int:
+        """``POST /build/prune``: how many cache records the Engine dropped."""
+        return len(self.api.build_prune().get("CachesDeleted") or [])
+
     def close(self) -> None:
         self.api.close()
 
@@ -180,14 +143,15 @@ class DockerService:
         full = str(parsed)
         if not opts.unpack or opts.snapshotter:
             log.debug("%s: Docker always unpacks into its own storage driver", full)
-        progress = _PullProgress(full, opts.progress)
+        progress = PullProgress(full, opts.progress)
         self.api.image_pull(parsed.name, parsed.digest or parsed.tag, platform=opts.platform,
-                            on_event=progress, what=f"pulling image {full}")
+                            on_event=progress, what=f"pulling image {full}",
+                            auth=registry_auth_header(parsed.domain, self.registry_options))
         lookup = f"{parsed.name}@{parsed.digest}" if parsed.digest else full
         return image_info(self.api.image_inspect(lookup), name=full)
 
     def get_image(self, ref: str) -> ImageInfo:
-        _require(ref, "image reference", "give a name such as busybox:latest")
+        require(ref, "image reference", "give a name such as busybox:latest")
         full = str(parse_reference(ref))
         try:
             return image_info(self.api.image_inspect(full), name=full)
@@ -212,38 +176,14 @@ class DockerService:
         self.api.image_remove(name)
 
     # -- containers ---------------------------------------------------------------------------------
-    def _resolve(self, container_id: str) -> dict[str, Any]:
-        """Inspect by name; NotFound unless the name (or full id) really is this container's."""
-        _require(container_id, "container id")
-        data = self.api.container_inspect(container_id)
-        if container_name(data) != container_id and data.get("Id") != container_id:
-            raise errors.NotFound(f"container {container_id} not found",
-                                  hint="list_containers() (or `%ctr ps -a`) shows the containers that exist")
-        return data
-
-    def _target(self, container_id: str) -> str:
-        """What to put in a container URL path for *container_id*, without a round trip when safe.
-
-        Docker looks a path up as full id, then exact name, then id prefix. A name with a character
-        that is not a hex digit can only match as that exact name; a hex-only one is resolved first.
-        """
-        _require(container_id, "container id")
-        if _HEX.match(container_id):
-            return str(self._resolve(container_id)["Id"])
-        return container_id
-
     def create_container(self, req: CreateContainerRequest) -> ContainerInfo:
-        _require(req.id, "container id", "give the container a name")
-        _require(req.image_ref, f"image reference of container {req.id}", "give an image such as busybox:latest")
-        if not _NAME.match(req.id):
-            raise errors.InvalidArgument(
-                f"container id {req.id!r} is not a valid Docker container name",
-                hint="use letters, digits, '_', '.', '-' (at least 2 characters, starting with a letter or digit)",
-            )
+        require(req.id, "container id", "give the container a name")
+        require(req.image_ref, f"image reference of container {req.id}", "give an image such as busybox:latest")
+        check_name(req.id)
         image = str(parse_reference(req.image_ref))
         if req.snapshotter or req.snapshot_id:
             log.debug("container %s: Docker chooses its own storage; snapshotter/snapshot_id ignored", req.id)
-        body = self._create_body(req, image)
+        body = create_body(req, image)
         try:
             self.api.container_create(req.id, body)
         except errors.NotFound as exc:
@@ -253,58 +193,31 @@ class DockerService:
             self.api.container_create(req.id, body)
         return container_info(self.api.container_inspect(req.id))
 
-    def _create_body(self, req: CreateContainerRequest, image: str) -> dict[str, Any]:
-        spec = req.spec
-        env = list(spec.env)
-        mounts = [_mount(m) for m in spec.mounts]
-        if spec.host_timezone:
-            tz_mounts, tz_env = timezone_spec()
-            taken = {os.path.normpath(m.destination) for m in spec.mounts}
-            mounts.extend(_mount(m) for m in tz_mounts if os.path.normpath(m.destination) not in taken)
-            if not any(e.startswith("TZ=") for e in env):
-                env.extend(tz_env)
-        host: dict[str, Any] = {"Mounts": mounts}
-        if spec.dns:
-            host["Dns"] = list(spec.dns)
-        body: dict[str, Any] = {
-            "Image": image,
-            "Labels": dict(req.labels),
-            "Tty": bool(spec.tty),
-            "OpenStdin": False,
-            "AttachStdout": False,
-            "AttachStderr": False,
-            "HostConfig": host,
-        }
-        hostname = spec.hostname or (req.id if len(req.id) <= 63 else "")
-        if hostname:
-            body["Hostname"] = hostname
-        if spec.cmd:
-            body["Entrypoint"] = list(spec.cmd[:1])
-            body["Cmd"] = list(spec.cmd[1:])
-        if env:
-            body["Env"] = env
-        if spec.work_dir:
-            body["WorkingDir"] = spec.work_dir
-        if spec.user:
-            body["User"] = spec.user
-        # host_dns: Docker gives every container the host's resolv.conf already.
-        return body
-
     def get_container(self, id: str) -> ContainerInfo:
-        return container_info(self._resolve(id))
+        return container_info(self.names.resolve(id))
+
+    # -- resource limits (features.ResourceUpdates, features.OomReports) -----------------------------
+    def update_container(self, container_id: str, new_limits: ResourceLimits) -> None:
+        self.api.container_update(self.names.target(container_id), limits.update_body(new_limits))
+
+    def oom_killed(self, container_id: str) -> bool:
+        return limits.oom_killed(self.names.resolve(container_id))
+
+    def memory_limit(self, container_id: str) -> int:
+        return limits.memory_limit(self.names.resolve(container_id))
 
     def list_containers(self) -> list[ContainerInfo]:
         return [container_summary(c) for c in self.api.containers(all=True)]
 
     def list_containers_by_label(self, key: str, value: str) -> list[ContainerInfo]:
-        _require(key, "label key")
+        require(key, "label key")
         selector = f"{key}={value}" if value else key
         return [container_summary(c) for c in self.api.containers(all=True, filters={"label": [selector]})]
 
     def delete_container(self, id: str, opts: Optional[DeleteContainerOptions] = None) -> None:
         opts = opts or DeleteContainerOptions()
         try:
-            self.api.container_remove(self._target(id), force=opts.force, volumes=opts.cleanup_snapshot)
+            self.api.container_remove(self.names.target(id), force=opts.force, volumes=opts.cleanup_snapshot)
         except errors.FailedPrecondition as exc:
             if "running" not in str(exc).lower():
                 raise
@@ -318,7 +231,7 @@ class DockerService:
         if opts.log_path:
             log.debug("container %s: Docker keeps the log itself (logs() reads it)", container_id)
         if opts.terminal or opts.use_stdio:
-            data = self._resolve(container_id)
+            data = self.names.resolve(container_id)
             target = data["Id"]
             tty = bool((data.get("Config") or {}).get("Tty"))
             if opts.terminal and not tty:
@@ -327,14 +240,14 @@ class DockerService:
                     hint="create it with spec.tty=True to start it with terminal=True",
                 )
             if opts.use_stdio:
-                _attach_stdio(self.api, target, container_id, tty)
+                attach_stdio(self.api, target, container_id, tty)
         else:
-            target = self._target(container_id)  # one inspect at most (hex-only names)
+            target = self.names.target(container_id)  # one inspect at most (hex-only names)
         self.api.container_start(target)
 
     def _live_id(self, container_id: str) -> Optional[str]:
         """The full id of a container whose task is alive, or None when there is nothing to stop."""
-        data = self._resolve(container_id)
+        data = self.names.resolve(container_id)
         return data["Id"] if task_status(data.get("State")) in LIVE_STATUSES else None
 
     def stop_container(self, container_id: str, opts: Optional[StopTaskOptions] = None) -> None:
@@ -342,7 +255,10 @@ class DockerService:
         cid = self._live_id(container_id)
         if cid is None:
             return
-        timeout = DEFAULT_STOP_TIMEOUT if opts.timeout is None else opts.timeout
+        self._stop(cid, container_id, opts, DEFAULT_STOP_TIMEOUT if opts.timeout is None else opts.timeout)
+
+    def _stop(self, cid: str, container_id: str, opts: StopTaskOptions, timeout: float) -> None:
+        """Stop the live container *cid*: the signal, *timeout* seconds, then :meth:`_escalate_stop`."""
         name = signal_name(opts.signal)
         with contextlib.suppress(errors.FailedPrecondition):  # it stopped on its own meanwhile
             self.api.container_kill(cid, name)
@@ -371,7 +287,7 @@ class DockerService:
 
     def delete_task(self, container_id: str, opts: Optional[DeleteTaskOptions] = None) -> None:
         opts = opts or DeleteTaskOptions()
-        data = self._resolve(container_id)
+        data = self.names.resolve(container_id)
         if task_status(data.get("State")) not in LIVE_STATUSES:
             return  # Docker keeps no task object to delete
         if not opts.force:
@@ -382,10 +298,10 @@ class DockerService:
                                                           force=True))
 
     def get_task_info(self, container_id: str) -> TaskInfo:
-        return task_info(self._resolve(container_id))
+        return task_info(self.names.resolve(container_id))
 
     def list_tasks(self, opts: Optional[ListTasksOptions] = None) -> list[TaskInfo]:
-        matches = compile_filter(opts.filter if opts else "")
+        matches = compile_task_filter(opts.filter if opts else "")
         out = []
         for entry in self.api.containers(all=True):
             if str(entry.get("State", "")).lower() == "created":
@@ -401,11 +317,11 @@ class DockerService:
     def kill_task(self, container_id: str, signal: int = int(_signal.SIGTERM), *, all: bool = False) -> None:
         """Send *signal* to the container's main process (``all`` is accepted for symmetry: Docker
         signals the main process, and the others end with it)."""
-        self.api.container_kill(self._target(container_id), signal_name(signal))
+        self.api.container_kill(self.names.target(container_id), signal_name(signal))
 
     def wait_task(self, container_id: str, timeout: Optional[float] = None) -> int:
         """Block until the container's main process exits; its exit code. Interrupted on timeout."""
-        target = self._target(container_id)
+        target = self.names.target(container_id)
         try:
             result = self.api.container_wait(target, condition="not-running", timeout=timeout)
         except errors.Interrupted:
@@ -433,7 +349,7 @@ class DockerService:
         tail: Optional[int] = None,
     ) -> Iterator[tuple[int, bytes]]:
         """``(stream, data)`` pieces of the log: stream 1 is stdout, 2 stderr."""
-        data = self._resolve(container_id)  # now, so an unknown container fails at the call
+        data = self.names.resolve(container_id)  # now, so an unknown container fails at the call
         tty = bool((data.get("Config") or {}).get("Tty"))
 
         def pieces() -> Iterator[tuple[int, bytes]]:
@@ -448,26 +364,27 @@ class DockerService:
         """The daemon's event stream (see the Engine API's ``GET /events``)."""
         return self.api.events(since=since, until=until, filters=filters)
 
+    # -- live views (features.Events, features.Stats) ---------------------------------------------
+    def container_events(self) -> EventStream:
+        """A live stream of container changes (``GET /events``); close it to end its thread."""
+        from .watch import subscribe
+
+        return subscribe(self.api)
+
+    def container_stats(self, container_id: str) -> StatsSample:
+        """One resource sample of a running container (``GET /containers/{id}/stats``)."""
+        from .watch import stats
+
+        return stats(self.api, self.names.resolve(container_id), container_id)
+
     # -- exec ---------------------------------------------------------------------------------------
     def _exec(self, container_id: str, req: ExecTaskRequest, *, attach_stdin: bool) -> ExecProcess:
-        _require(container_id, "container id")
+        require(container_id, "container id")
         if not req.args or not str(req.args[0]).strip():
             raise errors.InvalidArgument(f"exec in container {container_id}: args are empty",
                                          hint="give the command to run, e.g. ['sh', '-c', 'echo hi']")
-        target = self._target(container_id)
-        body: dict[str, Any] = {
-            "Cmd": [str(a) for a in req.args],
-            "AttachStdin": attach_stdin,
-            "AttachStdout": True,
-            "AttachStderr": True,
-            "Tty": bool(req.terminal),
-        }
-        if req.env:
-            body["Env"] = list(req.env)
-        if req.work_dir:
-            body["WorkingDir"] = req.work_dir
-        if req.user:
-            body["User"] = req.user
+        target = self.names.target(container_id)
+        body = exec_body(req, attach_stdin=attach_stdin)
         try:
             exec_id = self.api.exec_create(target, body)
         except errors.FailedPrecondition as exc:  # not running, or paused
@@ -485,7 +402,7 @@ class DockerService:
         err = WriterSink(req.stderr if req.stderr is not None else (sys.stderr if req.use_stdio else None))
         try:
             if req.stdin is not None:
-                feeder = _start_feeder(process, req.stdin)
+                feeder = start_feeder(process, req.stdin)
             process.pump(out, err)
             if isinstance(process.error, KeyboardInterrupt):
                 raise process.error
@@ -507,17 +424,17 @@ class DockerService:
         process = self._exec(container_id, req, attach_stdin=True)
         session = streaming_session(process)
         if req.stdin is not None:
-            _start_feeder(process, req.stdin)
+            start_feeder(process, req.stdin)
         return session
 
     # -- network ------------------------------------------------------------------------------------
     def setup_network(self, req: NetworkSetupRequest) -> None:
         """Docker wires networks itself when it creates the container: only checks the container exists."""
-        self._resolve(req.container_id)
+        self.names.resolve(req.container_id)
         log.debug("setup_network(%s): Docker manages the container's network", req.container_id)
 
     def remove_network(self, req: NetworkSetupRequest) -> None:
-        self._resolve(req.container_id)
+        self.names.resolve(req.container_id)
         log.debug("remove_network(%s): Docker manages the container's network", req.container_id)
 
     # -- snapshots ----------------------------------------------------------------------------------
@@ -541,111 +458,6 @@ class DockerService:
 
     def snapshot_mounts(self, snapshotter: str, key: str) -> list[MountInfo]:
         raise self._no_snapshots("snapshot_mounts")
-
-
-class _PullProgress:
-    """Engine API pull lines -> LayerProgress events (per layer on Docker, one combined bar on socktainer)."""
-
-    _STATES = {
-        "pulling fs layer": "waiting",
-        "waiting": "waiting",
-        "downloading": "downloading",
-        "verifying checksum": "downloading",
-        "download complete": "done",
-        "extracting": "unpacking",
-        "pull complete": "unpacked",
-        "already exists": "exists",
-    }
-
-    def __init__(self, ref: str, callback: Any) -> None:
-        self.ref = ref
-        self.callback = callback
-        self.totals: dict[str, int] = {}
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        if self.callback is None:
-            return
-        status = str(event.get("status", ""))
-        detail = event.get("progressDetail") or {}
-        layer = str(event.get("id", ""))
-        state = self._STATES.get(status.lower())
-        if state is None:
-            if not detail or status.lower().startswith("pulling from"):
-                return  # informational ("Pulling from ...", "Digest: ...", "Status: ...")
-            state = "downloading"
-        total = int(detail.get("total") or self.totals.get(layer, 0) or 0)
-        if total:
-            self.totals[layer] = total
-        done = int(detail.get("current") or 0)
-        if state in ("done", "unpacked", "exists"):
-            done = total
-        self.callback(LayerProgress(ref=self.ref, digest=layer, done=done, total=total, state=state))
-
-
-def _mount(m: MountSpec) -> dict[str, Any]:
-    _require(m.destination, "mount destination", "every mount needs an absolute destination path")
-    opts = set(m.options)
-    read_only = bool(opts & {"ro", "readonly"})
-    kind = m.type or "bind"
-    if kind in ("bind", "rbind"):
-        _require(m.source, f"source of the bind mount on {m.destination}")
-        out: dict[str, Any] = {"Type": "bind", "Source": m.source, "Target": m.destination, "ReadOnly": read_only}
-        propagation = opts & {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
-        if propagation:
-            out["BindOptions"] = {"Propagation": sorted(propagation)[0]}
-        return out
-    if kind == "tmpfs":
-        out = {"Type": "tmpfs", "Target": m.destination, "ReadOnly": read_only}
-        tmpfs: dict[str, Any] = {}
-        for opt in opts:
-            key, _, value = opt.partition("=")
-            if key == "size":
-                tmpfs["SizeBytes"] = _size(value, m.destination)
-            elif key == "mode":
-                tmpfs["Mode"] = int(value, 8)
-        if tmpfs:
-            out["TmpfsOptions"] = tmpfs
-        return out
-    if kind == "volume":
-        return {"Type": "volume", "Source": m.source, "Target": m.destination, "ReadOnly": read_only}
-    raise errors.InvalidArgument(
-        f"mount type {kind!r} on {m.destination} is not supported by the Docker backend",
-        hint="use bind, tmpfs or volume",
-    )
-
-
-def _size(value: str, where: str) -> int:
-    match = re.fullmatch(r"(\d+)([kmg]?)b?", value.strip().lower())
-    if not match:
-        raise errors.InvalidArgument(f"tmpfs size {value!r} on {where} is not a size", hint="e.g. size=64m")
-    return int(match.group(1)) * _SIZE_SUFFIX[match.group(2)]
-
-
-def _start_feeder(process: ExecProcess, stdin: Any) -> threading.Thread:
-    """A daemon thread writing *stdin* into the exec's connection, then half-closing it."""
-    feeder = threading.Thread(target=feed_stdin, args=(process.conn, stdin),
-                              name=f"exec-stdin-{process.exec_id[:8]}", daemon=True)
-    feeder.start()
-    return feeder
-
-
-def _attach_stdio(api: EngineAPI, cid: str, name: str, tty: bool) -> None:
-    """Copy the container's output to this process's stdout/stderr until it exits (before start: nothing lost)."""
-    conn = api.container_attach(cid)
-    out, err = WriterSink(sys.stdout), WriterSink(sys.stderr)
-
-    def pump() -> None:
-        try:
-            for stream, data in iter_frames(conn.recv, multiplexed=not tty):
-                (err if stream == STDERR else out)(data)
-        except (OSError, ValueError):
-            log.debug("attach to %s ended", name, exc_info=True)
-        finally:
-            out.finish()
-            err.finish()
-            conn.close()
-
-    threading.Thread(target=pump, name=f"attach-{name}", daemon=True).start()
 
 
 __all__ = ["DockerService", "DockerVersion", "signal_name", "socket_from_env"]

@@ -52,9 +52,11 @@ class Transport:
         self.socket_path = socket_path
         self.daemon = daemon
         self.timeout = timeout
+        #: ``(host, port)`` when the address is ``tcp://HOST:PORT`` (plain HTTP), else None: a unix socket
+        self.tcp = tcp_address(socket_path)
         self._client = httpx.Client(
-            transport=httpx.HTTPTransport(uds=socket_path),
-            base_url=_BASE_URL,
+            transport=httpx.HTTPTransport() if self.tcp else httpx.HTTPTransport(uds=socket_path),
+            base_url=f"http://{self.tcp[0]}:{self.tcp[1]}" if self.tcp else _BASE_URL,
             timeout=httpx.Timeout(timeout, connect=_CONNECT_TIMEOUT),
         )
 
@@ -80,7 +82,7 @@ class Transport:
         value = self.timeout if timeout is _UNSET else timeout
         return httpx.Timeout(value, connect=_CONNECT_TIMEOUT)
 
-    def request(
+    def request(  # noqa: PLR0913  (an HTTP request: method, path, query, body, headers, timeout...)
         self,
         method: str,
         path: str,
@@ -91,13 +93,19 @@ class Transport:
         body: Any = None,
         timeout: Any = _UNSET,
         ok: tuple[int, ...] = (),
+        content: Any = None,
+        headers: Optional[dict[str, str]] = None,
     ) -> httpx.Response:
-        """Send one request; a status >= 400 not listed in *ok* raises the mapped CtrError."""
+        """Send one request (a JSON *body*, or raw *content*: bytes or an iterator of them, a tar unless
+        *headers* say otherwise); a status >= 400 not listed in *ok* raises the mapped CtrError."""
         self._check_open()
+        if content is not None and headers is None:
+            headers = {"Content-Type": "application/x-tar"}
         with self._mapped_errors(what):
             for attempt in range(_RESENDS + 1):
                 try:
-                    resp = self._client.request(method, path, params=params, json=body,
+                    resp = self._client.request(method, path, params=params, json=body, content=content,
+                                                headers=headers,
                                                 timeout=self._timeout(timeout))
                     break
                 except (httpx.ReadError, httpx.RemoteProtocolError):
@@ -110,7 +118,7 @@ class Transport:
         return resp
 
     @contextlib.contextmanager
-    def stream(
+    def stream(  # noqa: PLR0913  (as request(), streamed)
         self,
         method: str,
         path: str,
@@ -120,36 +128,45 @@ class Transport:
         params: Optional[dict[str, str]] = None,
         body: Any = None,
         timeout: Any = None,
+        content: Any = None,
+        headers: Optional[dict[str, str]] = None,
     ) -> Iterator[httpx.Response]:
-        """A streamed response (pull progress, logs, events); no read timeout unless given."""
+        """A streamed response (pull progress, logs, events); no read timeout unless given.
+
+        *content* (bytes or an iterator of them) is sent as the raw request body instead of JSON."""
         self._check_open()
         with self._mapped_errors(what), self._client.stream(
-            method, path, params=params, json=body, timeout=self._timeout(timeout)
+            method, path, params=params, json=body, content=content, headers=headers, timeout=self._timeout(timeout)
         ) as resp:
             if resp.status_code >= 400:
                 raise error_for(resp.status_code, message_of(resp.read()), what=what, kind=kind)
             yield resp
 
-    def hijack(self, path: str, body: Any, *, what: str, kind: str = "") -> HijackedConnection:
-        """POST *path* asking for an upgrade; return the raw two-way stream that follows."""
+    def hijack(self, path: str, body: Any, *, what: str, kind: str = "", method: str = "POST",
+               upgrade: bool = True) -> HijackedConnection:
+        """POST *path* asking for an upgrade; return the raw two-way stream that follows.
+
+        ``method="GET", upgrade=False`` opens a long response (events) on a socket of its own, whose
+        reader another thread can wake with :meth:`HijackedConnection.shutdown`.
+        """
         self._check_open()
         payload = b"" if body is None else json.dumps(body).encode()
         content_type = "" if body is None else "Content-Type: application/json\r\n"
+        upgrade_headers = "Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else ""
         head = (
-            f"POST {path} HTTP/1.1\r\n"
+            f"{method} {path} HTTP/1.1\r\n"
             "Host: docker\r\n"
             "User-Agent: ctr-magic\r\n"
             f"{content_type}"
             f"Content-Length: {len(payload)}\r\n"
-            "Connection: Upgrade\r\n"
-            "Upgrade: tcp\r\n"
+            f"{upgrade_headers}"
             "\r\n"
         ).encode()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET if self.tcp else socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(_CONNECT_TIMEOUT)
             try:
-                sock.connect(self.socket_path)
+                sock.connect(self.tcp or self.socket_path)
             except OSError as exc:
                 raise unavailable(self.socket_path, exc, daemon=self.daemon) from None
             sock.settimeout(self.timeout)
@@ -172,6 +189,16 @@ class Transport:
 
     def close(self) -> None:
         self._client.close()
+
+
+def tcp_address(address: str) -> Optional[tuple[str, int]]:
+    """``tcp://HOST:PORT`` -> (host, port); None for a socket path; InvalidArgument for a bad TCP address."""
+    if not address.startswith("tcp://"):
+        return None
+    host, sep, port = address[len("tcp://"):].rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise errors.InvalidArgument(f"engine address {address!r} is not tcp://HOST:PORT", hint="e.g. tcp://10.0.0.2:2375")
+    return host.strip("[]"), int(port)
 
 
 def _read_head(sock: socket.socket, what: str) -> tuple[int, dict[str, str], bytes]:
@@ -340,4 +367,4 @@ class HijackedConnection:
         return self._closed
 
 
-__all__ = ["HijackedConnection", "Transport"]
+__all__ = ["HijackedConnection", "Transport", "tcp_address"]

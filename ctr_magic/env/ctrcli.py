@@ -28,6 +28,7 @@ class CtrCli:
         try:
             return subprocess.run(
                 cmd, capture_output=True, text=True, timeout=timeout, env=daemon_env(), stdin=subprocess.DEVNULL,
+                check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout}s")

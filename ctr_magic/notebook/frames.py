@@ -7,6 +7,7 @@ Import this module lazily: it imports pandas.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Optional
@@ -28,7 +29,7 @@ _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 def human_size(value: Any) -> str:
     """Decimal units as ``docker images`` prints them: ``999 B``, ``1.2 kB``, ``34.5 MB``."""
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""
     size = float(value)
     for unit in _UNITS:
@@ -113,8 +114,22 @@ def tasks_frame(tasks: Iterable[TaskInfo]) -> CtrFrame:
     return _frame(rows, {"container": "string", "pid": "Int64", "status": _STATUS, "exit_code": "Int64"})
 
 
-def containers_frame(containers: Iterable[ContainerInfo], tasks: Iterable[TaskInfo] = ()) -> CtrFrame:
-    """``%ctr ps``: containers joined with their task (status ``none`` when there is no task)."""
+#: Label prefixes that runtimes and ctr-magic set for themselves, not the user.
+INTERNAL_LABEL_PREFIXES = ("io.containerd.", "containerd.io/", "io.ctr-magic", "nerdctl/", "com.docker.",
+                           "org.opencontainers.")
+
+
+def user_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The labels a person set: everything but the runtimes' and ctr-magic's own bookkeeping."""
+    return {k: v for k, v in labels.items() if not k.startswith(INTERNAL_LABEL_PREFIXES)}
+
+
+def containers_frame(containers: Iterable[ContainerInfo], tasks: Iterable[TaskInfo] = (), *,
+                     all_labels: bool = False) -> CtrFrame:
+    """``%ctr ps``: containers joined with their task (status ``none`` when there is no task).
+
+    ``labels`` holds the user's labels only, unless *all_labels* (``%ctr ps --labels``).
+    """
     by_id = {t.container_id: t for t in tasks}
     rows = []
     for c in sorted(containers, key=lambda c: c.id):
@@ -128,7 +143,7 @@ def containers_frame(containers: Iterable[ContainerInfo], tasks: Iterable[TaskIn
                 "exit_code": task.exit_code if task is not None and task.status == TaskStatus.STOPPED else None,
                 "ip": c.ip,
                 "created": _ts(c.created_at),
-                "labels": dict(c.labels),
+                "labels": dict(c.labels) if all_labels else user_labels(c.labels),
             }
         )
     dtypes = {"id": "string", "image": "string", "status": _STATUS, "pid": "Int64", "exit_code": "Int64",
@@ -165,4 +180,5 @@ __all__ = [
     "images_frame",
     "snapshots_frame",
     "tasks_frame",
+    "user_labels",
 ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..atomicfile import write_text_atomic
 from ..errors import InvalidArgument
 from ..reference import is_digest, parse_reference
 
@@ -79,9 +80,7 @@ class LockFile:
     def save(self) -> None:
         doc = {"version": LOCK_VERSION, "images": dict(sorted(self.images.items()))}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        write_text_atomic(str(self.path), json.dumps(doc, indent=2, sort_keys=True) + "\n")
         log.info("wrote %s (%d images)", self.path, len(self.images))
 
 

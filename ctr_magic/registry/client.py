@@ -7,11 +7,8 @@ being done; credentials never appear in messages or logs.
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import json
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,9 +20,11 @@ import httpx
 from .. import __version__, errors
 from ..reference import Reference
 from .auth import RegistryAuth, parse_www_authenticate
+from .cache import ClientCache
 from .dockerconfig import load_credentials
 from .manifests import MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, Descriptor, media_type_of
 from .options import Credentials, RegistryOptions, host_name, is_local_host
+from .responses import describe, error_codes, error_text, not_found_message
 from .retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -33,70 +32,10 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"ctr-magic/{__version__}"
 #: A download slower than a chunk per this many seconds is passed on (and reported) in smaller pieces.
 FLUSH_AFTER = 0.25
-_CERT_DIRS = ("/etc/containerd/certs.d", "/etc/docker/certs.d")
 
 
 class DigestMismatch(errors.CtrError):
     """A blob's bytes do not hash to the digest that names it."""
-
-
-def _registry_errors(response: httpx.Response) -> list[dict[str, Any]]:
-    try:
-        doc = json.loads(response.read() or b"{}")
-    except (ValueError, httpx.HTTPError):
-        return []
-    found = doc.get("errors") if isinstance(doc, dict) else None
-    return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
-
-
-def _error_codes(response: httpx.Response) -> set[str]:
-    return {str(e.get("code", "")).upper() for e in _registry_errors(response)}
-
-
-def _error_text(response: httpx.Response) -> str:
-    messages = [str(e.get("message") or e.get("code") or "") for e in _registry_errors(response)]
-    return "; ".join(m for m in messages if m)[:200]
-
-
-def _ssl_context(host: str, ca_file: Optional[str]) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    if ca_file:
-        ctx.load_verify_locations(ca_file)
-    for base in _CERT_DIRS:
-        for cert in sorted(glob.glob(f"{base}/{host}/*.crt")):
-            ctx.load_verify_locations(cert)
-    return ctx
-
-
-class ClientCache:
-    """What clients of one session may share between operations: TLS contexts and probed schemes.
-
-    Credentials and tokens are not shared: every operation reads the Docker config afresh.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._contexts: dict[tuple[str, Optional[str]], ssl.SSLContext] = {}
-        self._bases: dict[str, str] = {}
-
-    def ssl_context(self, host: str, ca_file: Optional[str]) -> ssl.SSLContext:
-        with self._lock:
-            ctx = self._contexts.get((host, ca_file))
-            if ctx is None:
-                ctx = self._contexts[(host, ca_file)] = _ssl_context(host, ca_file)
-            return ctx
-
-    def base(self, host: str) -> str:
-        with self._lock:
-            return self._bases.get(host, "")
-
-    def remember_base(self, host: str, base: str) -> None:
-        with self._lock:
-            self._bases[host] = base
-
-    def forget_base(self, host: str) -> None:
-        with self._lock:
-            self._bases.pop(host, None)
 
 
 class RegistryClient:
@@ -187,7 +126,7 @@ class RegistryClient:
             try:
                 response = self._ping(f"{scheme}://{self.host}/v2/", retries=not fallback)
             except httpx.TransportError as exc:
-                reasons.append(f"{scheme}: {_describe(exc)}")
+                reasons.append(f"{scheme}: {describe(exc)}")
                 if fallback:
                     continue
                 break
@@ -246,8 +185,8 @@ class RegistryClient:
                 response = self._http.send(request, auth=self.auth, stream=stream)
             except httpx.TransportError as exc:
                 if not self.retry.retryable_error(exc) or attempt == self.retry.attempts:
-                    raise errors.Unavailable(f"{what}: registry {self.host} failed ({_describe(exc)})") from None
-                log.debug("%s: %s, retrying (%d/%d)", what, _describe(exc), attempt, self.retry.attempts)
+                    raise errors.Unavailable(f"{what}: registry {self.host} failed ({describe(exc)})") from None
+                log.debug("%s: %s, retrying (%d/%d)", what, describe(exc), attempt, self.retry.attempts)
                 self.retry.sleep(self.retry.delay(attempt), cancel)
                 continue
             if self.retry.retryable_status(response.status_code) and attempt < self.retry.attempts:
@@ -264,7 +203,7 @@ class RegistryClient:
         status = response.status_code
         if status < 400:
             return
-        detail = _error_text(response)
+        detail = error_text(response)
         suffix = f" ({detail})" if detail else ""
         if status == 404:
             raise errors.NotFound(not_found or f"{what}: not found on registry {self.host}{suffix}")
@@ -276,7 +215,7 @@ class RegistryClient:
         if status == 429 or status >= 500:
             raise errors.Unavailable(f"{what}: registry {self.host} answered HTTP {status}{suffix}",
                                      hint="try again later")
-        if status == 400 and "DIGEST_INVALID" in _error_codes(response):
+        if status == 400 and "DIGEST_INVALID" in error_codes(response):
             raise DigestMismatch(f"{what}: registry {self.host} found the digest invalid{suffix}")
         raise errors.CtrError(f"{what}: registry {self.host} answered HTTP {status}{suffix}")
 
@@ -291,9 +230,9 @@ class RegistryClient:
                                 headers={"Accept": MANIFEST_ACCEPT}, stream=True, cancel=cancel)
         with closing(response):
             if response.status_code == 404:
-                codes = _error_codes(response)
+                codes = error_codes(response)
                 tags = None if "NAME_UNKNOWN" in codes else self.list_tags(ref.path, cancel=cancel)
-                self.raise_for_status(response, what, not_found=_not_found_message(ref, reference, codes, tags))
+                self.raise_for_status(response, what, not_found=not_found_message(ref, reference, codes, tags))
             self.raise_for_status(response, what)
             declared = response.headers.get("content-length")
             if declared and int(declared) > MAX_MANIFEST_SIZE:
@@ -394,9 +333,9 @@ class RegistryClient:
                     if failures >= self.retry.attempts or not self.retry.retryable_error(exc):
                         raise errors.Unavailable(
                             f"{what}: the connection to registry {self.host} broke after {position} of "
-                            f"{desc.size} bytes ({_describe(exc)})"
+                            f"{desc.size} bytes ({describe(exc)})"
                         ) from None
-                    log.debug("%s: %s at byte %d, resuming", what, _describe(exc), position)
+                    log.debug("%s: %s at byte %d, resuming", what, describe(exc), position)
                     self.retry.sleep(self.retry.delay(failures), cancel)
                     continue
             finally:
@@ -453,7 +392,7 @@ class RegistryClient:
                 response = self._http.send(request, auth=self.auth)
             except httpx.TransportError as exc:
                 if attempt == self.retry.attempts or not self.retry.retryable_error(exc):
-                    raise errors.Unavailable(f"{what}: registry {self.host} failed ({_describe(exc)})") from None
+                    raise errors.Unavailable(f"{what}: registry {self.host} failed ({describe(exc)})") from None
                 self.retry.sleep(self.retry.delay(attempt), cancel)
                 continue
             with closing(response):
@@ -462,16 +401,6 @@ class RegistryClient:
                     continue
                 self.raise_for_status(response, what)
             return
-
-
-def _not_found_message(ref: Reference, reference: str, codes: set[str], tags: Optional[list[str]]) -> str:
-    shown = str(ref)
-    if "NAME_UNKNOWN" in codes or tags is None:
-        return f"image {shown} not found: registry {ref.domain} has no repository {ref.path!r}"
-    if reference.startswith("sha256:"):
-        return f"image {shown} not found: repository {ref.path!r} has no manifest {reference}"
-    known = ", ".join(tags[:8]) + (", ..." if len(tags) > 8 else "") if tags else "none"
-    return f"image {shown} not found: repository {ref.path!r} has no tag {reference!r} (tags: {known})"
 
 
 def _gather(pieces: Iterator[bytes], size: int, cancel: Optional[threading.Event] = None,
@@ -503,8 +432,4 @@ def _gather(pieces: Iterator[bytes], size: int, cancel: Optional[threading.Event
         yield b"".join(parts)
 
 
-def _describe(exc: Optional[BaseException]) -> str:
-    if exc is None:
-        return "no answer"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+__all__ = ["ClientCache", "DigestMismatch", "RegistryClient"]

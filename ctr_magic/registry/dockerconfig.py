@@ -75,7 +75,8 @@ def _from_helper(helper: str, host: str, source: str) -> Optional[Credentials]:
         return None
     server = _DOCKER_HUB_KEY if host.lower() in _DOCKER_HUB_ALIASES else host
     try:
-        proc = subprocess.run([binary, "get"], input=server.encode(), capture_output=True, timeout=_HELPER_TIMEOUT)
+        proc = subprocess.run([binary, "get"], input=server.encode(), capture_output=True, timeout=_HELPER_TIMEOUT,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("credential helper docker-credential-%s failed: %s", helper, type(exc).__name__)
         return None

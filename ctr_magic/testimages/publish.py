@@ -53,7 +53,7 @@ def _run_skopeo(args: list[str], timeout: float) -> subprocess.CompletedProcess[
     cmd = [skopeo_path(), "--insecure-policy", *args]
     log.debug("running %s", " ".join(cmd))
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired as exc:
         raise errors.Unavailable(f"skopeo {args[0]} timed out after {timeout:.0f}s") from exc
     if proc.returncode != 0:

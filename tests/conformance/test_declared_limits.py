@@ -49,3 +49,34 @@ def test_network_calls(be: Backend, box: str) -> None:
         req = NetworkSetupRequest(container_id=box)
         assert be.service.setup_network(req) is None
         assert be.service.remove_network(req) is None
+
+
+def test_the_feature_table_comes_from_the_backend_classes() -> None:
+    from ctr_magic import features
+
+    table = capabilities.feature_table()
+    classes = capabilities.backend_classes()
+    for backend in capabilities.BACKENDS:
+        for item in features.FEATURES:
+            declared = table[backend][item.title].support is not capabilities.Support.NO
+            assert declared == features.implemented_by(classes[backend], item.protocol), (backend, item.title)
+    rendered = capabilities.render_features_markdown()
+    nowhere = [item.title for item in features.FEATURES
+               if not any(table[backend][item.title].support is not capabilities.Support.NO
+                          for backend in capabilities.BACKENDS)]
+    # a row per feature some backend has; the ones none of them has (the cluster's) share one line below
+    assert rendered.count("\n|") == len(features.FEATURES) - len(nowhere) + 1
+    assert all(title in rendered.split("\n\n")[-1] for title in nowhere)
+
+
+def test_require_says_not_supported_in_one_line_with_the_way_out(be: Backend) -> None:
+    from ctr_magic import features
+
+    for item in features.FEATURES:
+        if features.supports(be.service, item.protocol):
+            assert features.require(be.service, item.protocol) is be.service
+            continue
+        with pytest.raises(errors.NotSupported) as caught:
+            features.require(be.service, item.protocol, "%ctr something")
+        assert "\n" not in str(caught.value) and be.name in str(caught.value)
+        assert caught.value.hint == item.way_out

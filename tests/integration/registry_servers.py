@@ -189,7 +189,7 @@ class PrivateRegistry:
         )
 
     def start(self) -> PrivateRegistry:
-        log = open(self.work_dir / "registry.log", "ab")  # the child keeps it open
+        log = open(self.work_dir / "registry.log", "ab")  # noqa: SIM115  (the child keeps it open)
         self._proc = subprocess.Popen([find_binary("docker-registry"), "serve", str(self.work_dir / "config.yml")],
                                       stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()

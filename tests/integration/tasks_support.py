@@ -12,7 +12,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Optional
 
 import pytest
@@ -146,10 +146,8 @@ class Tracker:
                 problems.append(f"task {cid} left")
             if snapshot_exists(self.svc, key, snapshotter):
                 problems.append(f"snapshot {key} left in {snapshotter}")
-                try:
+                with suppress(errors.CtrError):
                     self.svc.snapshot_store.remove_if_present(snapshotter, key)
-                except errors.CtrError:
-                    pass
         return problems
 
 

@@ -3,6 +3,7 @@ pulled image, and ctr can push, pull, export and import it."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import secrets
 from collections.abc import Iterator
@@ -31,15 +32,11 @@ def made(service: DefaultService) -> Iterator[dict[str, list[str]]]:
     things: dict[str, list[str]] = {"containers": [], "images": []}
     yield things
     for cid in reversed(things["containers"]):
-        try:
+        with contextlib.suppress(errors.NotFound):
             service.delete_container(cid, DeleteContainerOptions(force=True))
-        except errors.NotFound:
-            pass
     for ref in things["images"]:
-        try:
+        with contextlib.suppress(errors.NotFound):
             service.delete_image(ref, DeleteImageOptions(synchronous=True))
-        except errors.NotFound:
-            pass
 
 
 def _box(service: DefaultService, image: str, made: dict[str, list[str]], *, start: bool = True,

@@ -183,6 +183,21 @@ def test_1000_fast_execs_never_empty(svc: DefaultService, box: str) -> None:
     assert outputs == [f"n{i}\n".encode() for i in range(1000)]
 
 
+def test_streaming_sessions_of_commands_that_exit_at_once(svc: DefaultService, box: str) -> None:
+    """A session opens the process's stdin after Start; a process that has exited by then (the shim's
+    reader closed) still gives its output and exit code, and its stdin is a closed pipe. Under load
+    this used to fail with "the runtime did not open the process's stdin"."""
+
+    def one(i: int) -> tuple[bytes, int]:
+        with svc.exec_task_streaming(box, ExecTaskRequest(args=["sh", "-c", f"echo s{i}; exit {i % 3}"])) as session:
+            out = session.stdout.read()
+            return out, session.wait().exit_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one, range(80)))
+    assert results == [(f"s{i}\n".encode(), i % 3) for i in range(80)]
+
+
 def test_interrupt_kills_and_cleans_up(svc: DefaultService, box: str) -> None:
     class Interrupting(io.RawIOBase):
         """Raises KeyboardInterrupt as soon as output arrives, as Ctrl-C in a notebook would."""

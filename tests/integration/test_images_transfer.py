@@ -153,7 +153,8 @@ def test_export_is_accepted_by_docker_load(svc: DefaultService, test_images: dic
     archive = tmp_path / "for-docker.tar"
     svc.export_image([ref], str(archive))
     docker = [find_binary("docker"), "-H", f"unix://{info.dockerd_socket}"]
-    loaded = subprocess.run([*docker, "load", "-i", str(archive)], capture_output=True, text=True, timeout=120)
+    loaded = subprocess.run([*docker, "load", "-i", str(archive)], capture_output=True, text=True, timeout=120,
+                            check=False)
     assert loaded.returncode == 0, loaded.stderr
     assert ref in loaded.stdout
     subprocess.run([*docker, "rmi", ref], capture_output=True, timeout=60, check=True)

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -112,7 +113,8 @@ def test_run_foreground_streams_and_removes(shell: Any, service: Any, test_image
     ref = test_images["busybox"]
     result, out, err = run(shell, f"%ctr run --rm --name fg-rm {ref} -- sh -c 'echo hello; echo oops >&2; exit 3'")
     assert result.success  # a non-zero exit is reported, not raised, without --check
-    assert "hello\n" in out and "oops\n" in out
+    assert "hello\n" in out and "oops" not in out  # the container's stderr stays on the cell's stderr
+    assert "oops\n" in err
     assert "fg-rm exited with code 3" in err
     assert "fg-rm" not in {c.id for c in service.list_containers()}
     result, out, _ = run(shell, f"%ctr run --rm --check --name fg-check {ref} -- false")
@@ -307,7 +309,7 @@ def test_mount_checkpoint_versions_and_commit(shell: Any, service: Any, registry
     ok(shell, "%ctr exec snap-box -- sh -c 'echo A > /state'")
     ok(shell, "path = %ctr mount snap-box")
     path = shell.user_ns["path"]
-    assert open(os.path.join(path, "state")).read() == "A\n" and _mounted(path)
+    assert Path(path, "state").read_text() == "A\n" and _mounted(path)
     assert ok(shell, "%ctr umount snap-box") == "unmounted snap-box\n"
     assert not _mounted(path) and not os.path.exists(path)
     ok(shell, "%ctr stop --force -t 1 snap-box")
@@ -358,7 +360,7 @@ def test_network_up_and_down(shell: Any, test_images: dict[str, str], tmp_path: 
     try:
         _network_up_and_down(shell, test_images)
     finally:
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
 
 
 def _network_up_and_down(shell: Any, test_images: dict[str, str]) -> None:
@@ -427,3 +429,35 @@ def test_namespaces_listed_and_an_empty_one_removed(shell: Any, namespace: str, 
     ctr("snapshots", "rm", "keep", namespace=spare)
     assert ok(shell, f"%ctr ns rm {spare}").strip() == f"deleted namespace {spare}"
     assert spare not in ok(shell, "%ctr ns ls")
+
+
+def test_cp_both_ways_with_progress_for_a_large_copy(shell: Any, box: str, tmp_path: Any) -> None:
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    big = os.urandom(20 << 20)
+    (data / "sub" / "big.bin").write_bytes(big)
+    (data / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (data / "run.sh").chmod(0o750)
+    ok(shell, "%config CtrMagic.progress = 'text'")
+    result, out, err = run(shell, f"%ctr cp ./data {box}:/tmp/")
+    assert result.success, out + err
+    assert f"copied ./data to {box}:/tmp/ (" in out
+    assert f"cp ./data {box}:/tmp/:" in err and "MB" in err  # the progress line of a copy over 16 MB
+    assert ok(shell, f"%ctr exec {box} -- /tmp/data/run.sh") == "hi\n"
+    result, out, err = run(shell, f"%ctr cp {box}:/tmp/data ./back")
+    assert result.success, out + err
+    assert (tmp_path / "back" / "sub" / "big.bin").read_bytes() == big
+    assert oct((tmp_path / "back" / "run.sh").stat().st_mode & 0o777) == "0o750"
+    result, out, _ = run(shell, f"%ctr cp {box}:/nope ./nope")
+    assert "/nope does not exist in container" in one_line_failure(result, out, NotFound)
+    assert not (tmp_path / "nope").exists()
+    result, out, _ = run(shell, "%ctr cp ./a ./b")
+    assert "name the container on one side" in one_line_failure(result, out, InvalidArgument)
+
+
+def test_a_foreground_run_keeps_its_output_for_logs(shell: Any, test_images: dict[str, str]) -> None:
+    result, out, err = run(shell, f"%ctr run --name fg-log {test_images['busybox']} -- sh -c 'echo kept; "
+                                  "echo kept-err >&2'")  # fmt: skip
+    assert result.success and out.endswith("kept\n") and err == "kept-err\n", (out, err)
+    logged = ok(shell, "%ctr logs fg-log")
+    assert "kept\n" in logged and "kept-err\n" in logged

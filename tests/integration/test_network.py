@@ -174,7 +174,8 @@ def _remove_from_new_process(env: EnvironmentInfo, namespace: str, data_dir: str
     root = str(Path(__file__).resolve().parents[2])
     pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     proc = subprocess.run([sys.executable, "-c", code, env.containerd_socket, namespace, data_dir, cid],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": pythonpath})
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": pythonpath},
+                          check=False)
     assert proc.returncode == 0, proc.stderr
 
 

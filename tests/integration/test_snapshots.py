@@ -3,6 +3,7 @@ containers started from snapshots, and the bad-input cases of each."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import secrets
 from collections.abc import Callable, Iterator
@@ -43,10 +44,8 @@ def snapshots(service: DefaultService) -> Iterator[list[str]]:
     keys: list[str] = []
     yield keys
     for key in reversed(keys):
-        try:
+        with contextlib.suppress(errors.NotFound):
             service.remove_snapshot(SN, key)
-        except errors.NotFound:
-            pass
 
 
 @pytest.fixture
@@ -55,10 +54,8 @@ def containers(service: DefaultService, snapshots: list[str]) -> Iterator[list[s
     ids: list[str] = []
     yield ids
     for cid in reversed(ids):
-        try:
+        with contextlib.suppress(errors.NotFound):
             service.delete_container(cid, DeleteContainerOptions(force=True))
-        except errors.NotFound:
-            pass
 
 
 def sh(service: DefaultService, cid: str, script: str) -> str:

@@ -3,6 +3,7 @@ trials; afterwards nothing leaked and the same work succeeds."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import secrets
@@ -177,7 +178,5 @@ def svc_layers(svc: DefaultService, ref: str) -> list[str]:
 
 
 def _forget_image(svc: DefaultService, ref: str) -> None:
-    try:
+    with contextlib.suppress(errors.NotFound):
         svc.delete_image(ref, DeleteImageOptions(synchronous=True))
-    except errors.NotFound:
-        pass

@@ -3,6 +3,7 @@ operation succeeds. See harness.py for the knobs (trials per operation, replayin
 
 from __future__ import annotations
 
+import contextlib
 import io
 import secrets
 import time
@@ -75,10 +76,8 @@ def _trial(svc: DefaultService, tally: Tally, operation: str, seed: int, run: Ca
 
 def _forget(fn: Callable[[], Any]) -> Callable[[], None]:
     def quietly() -> None:
-        try:
+        with contextlib.suppress(errors.NotFound):
             fn()
-        except errors.NotFound:
-            pass
     return quietly
 
 

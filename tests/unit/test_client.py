@@ -38,9 +38,8 @@ def test_empty_address_and_namespace_are_refused() -> None:
 def test_unreachable_socket_gives_one_actionable_line(tmp_path: Path) -> None:
     # A real gRPC channel to a socket path nobody listens on: the daemon-down case, for real.
     sock = tmp_path / "nobody.sock"
-    with DefaultService(DefaultClientFactory(str(sock)).new("default")) as svc:
-        with pytest.raises(Unavailable) as err:
-            svc.ping(timeout=2)
+    with DefaultService(DefaultClientFactory(str(sock)).new("default")) as svc, pytest.raises(Unavailable) as err:
+        svc.ping(timeout=2)
     text = str(err.value)
     assert str(sock) in text
     assert "ctr-magic up" in text
@@ -82,3 +81,12 @@ def test_cancel_scope_refuses_new_calls_and_cancels_tracked_ones(tmp_path: Path)
     stub = client.stub(version_pb2_grpc.VersionStub)
     with pytest.raises(Interrupted, match="asking for the version: cancelled"):
         client.call(stub.Version, None, what="asking for the version", cancel_scope=scope)
+
+
+def test_a_closed_client_says_so_instead_of_crashing(tmp_path: Path) -> None:
+    from ctr_magic.containerd.pb import snapshots_pb2_grpc
+
+    client = ContainerdClient(str(tmp_path / "nowhere.sock"), "default")
+    client.close()
+    with pytest.raises(Unavailable, match="was closed"):
+        client.stub(snapshots_pb2_grpc.SnapshotsStub)

@@ -21,7 +21,7 @@ from ctr_magic.docker.api import EngineAPI, parse_api_version
 from ctr_magic.docker.convert import parse_time, task_status
 from ctr_magic.docker.errors import classify, message_of
 from ctr_magic.docker.frames import ChunkReader, iter_frames
-from ctr_magic.docker.taskfilter import compile_filter
+from ctr_magic.taskfilter import compile_task_filter as compile_filter
 from ctr_magic.types import TaskInfo, TaskStatus
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -240,6 +240,48 @@ def test_an_old_daemon_is_refused(sock_path: Path) -> None:
     try:
         with pytest.raises(errors.NotSupported, match=r"1\.12"):
             api.containers()
+    finally:
+        api.close()
+        server.close()
+
+
+def test_an_endpoint_the_server_does_not_route_is_not_supported(sock_path: Path) -> None:
+    # socktainer serves a subset of the Engine API; dockerd routes every endpoint ctr-magic uses,
+    # so its "page not found" for /commit, /images/get ... can only be provoked here.
+    missing = http("404 Not Found", b'{"message":"page not found"}')
+    server = CannedServer(sock_path, [missing, missing, http("404 Not Found", b'{"message":"No such image: x"}')])
+    api = EngineAPI(str(sock_path), api_version="1.51", daemon="socktainer")
+    try:
+        with pytest.raises(errors.NotSupported, match=r"socktainer .* does not serve it") as caught:
+            api.commit("box", "registry.local/app", "1")
+        assert caught.value.hint == "use the containerd or Docker backend"
+        with pytest.raises(errors.NotSupported, match="tagging image"):
+            api.image_tag("x", "registry.local/app", "1")
+        with pytest.raises(errors.NotFound, match="No such image"):  # a real NotFound stays one
+            api.image_tag("x", "registry.local/app", "1")
+    finally:
+        api.close()
+        server.close()
+
+
+def test_push_sends_the_credentials_header(sock_path: Path, tmp_path: Path) -> None:
+    import base64
+
+    from ctr_magic.docker.transfer import registry_auth_header
+    from ctr_magic.registry.options import Credentials, RegistryOptions
+
+    options = RegistryOptions(credentials={"registry.local": Credentials("ada", "s3cret")},
+                              docker_config=str(tmp_path / "none.json"))
+    header = registry_auth_header("registry.local", options)
+    assert json.loads(base64.urlsafe_b64decode(header)) == {"username": "ada", "password": "s3cret",
+                                                            "serveraddress": "registry.local"}
+    assert registry_auth_header("elsewhere.local", options) == ""
+    lines = b'{"status":"Pushing","id":"abc","progressDetail":{"current":1,"total":2}}\n{"error":"denied"}\n'
+    server = CannedServer(sock_path, [http("200 OK", lines)])
+    api = EngineAPI(str(sock_path), api_version="1.41")
+    try:
+        with pytest.raises(errors.CtrError, match="denied"):
+            api.image_push("registry.local/app", "1", auth=header)
     finally:
         api.close()
         server.close()

@@ -33,7 +33,7 @@ def _json(layout: Path, digest: str) -> dict:
 
 def _tar_members(layout: Path, digest: str) -> tuple[list[tarfile.TarInfo], tarfile.TarFile]:
     data = gzip.decompress(_blob(layout, digest))
-    tar = tarfile.open(fileobj=io.BytesIO(data))
+    tar = tarfile.open(fileobj=io.BytesIO(data))  # noqa: SIM115  (returned to the caller)
     return tar.getmembers(), tar
 
 

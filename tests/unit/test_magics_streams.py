@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import threading
 
@@ -94,6 +95,37 @@ def test_widget_progress_bars_per_layer(capsys: pytest.CaptureFixture[str]) -> N
     progress.finish()
     rows = {bar.description: (bar.value, bar.max, bar.bar_style, label.value) for bar, label in progress._rows.values()}
     assert rows == {"a" * 12: (100, 100, "success", "unpacked 100 B"), "b" * 12: (50, 50, "success", "exists 50 B")}
-    assert progress._header.value == "<b>pull z</b>: 2/2 blobs, 150 B of 150 B"
+    # Finished: one summary line (what, size, time, speed); the bars stay behind a "details" toggle.
+    assert 'class="ctr-progress-summary"' in progress._header.value
+    assert progress.summary.startswith("pull z 150 B in ") and "/s)" in progress.summary
+    assert progress._bars.layout.display == "none"
     bundle = progress._display._repr_mimebundle_()
     assert bundle["text/plain"] == "pull z" and "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_widget_progress_shows_speed_and_time_left_then_the_digest() -> None:
+    progress = WidgetProgress("pull s")
+    layer = "application/vnd.oci.image.layer.v1.tar+gzip"
+    digest = "sha256:" + "c" * 64
+    progress(LayerProgress("s", digest, layer, 0, 4000, "downloading"))
+    progress.tracker.blobs[digest].started -= 2.0  # as if the first byte came two seconds ago
+    progress._last.clear()
+    progress(LayerProgress("s", digest, layer, 1000, 4000, "downloading"))
+    (_bar, label), = progress._rows.values()
+    match = re.fullmatch(r"downloading 1\.0 kB / 4\.0 kB · (\d+) B/s · (\d+\.\d)s left", label.value)
+    assert match and 400 <= int(match[1]) <= 500 and 5.5 <= float(match[2]) <= 7.5, label.value
+    progress(LayerProgress("s", digest, layer, 4000, 4000, "done"))
+    progress.describe(ref="example.test/s:1", digest="sha256:" + "d" * 64, size=4000)
+    progress.finish()
+    assert progress.summary.startswith("example.test/s:1 sha256:dddddddddddd 4.0 kB in "), progress.summary
+
+
+def test_widget_progress_failure_marks_the_unfinished_blob_red() -> None:
+    progress = WidgetProgress("pull f")
+    layer = "application/vnd.oci.image.layer.v1.tar+gzip"
+    progress(LayerProgress("f", "sha256:" + "a" * 64, layer, 10, 10, "done"))
+    progress(LayerProgress("f", "sha256:" + "b" * 64, layer, 3, 10, "downloading"))
+    progress.finish(ok=False)
+    styles = {bar.description: (bar.bar_style, label.value) for bar, label in progress._rows.values()}
+    assert styles == {"a" * 12: ("success", "done 10 B"), "b" * 12: ("danger", "failed")}
+    assert progress._header.value == "<b>pull f</b>: failed" and progress.summary == ""

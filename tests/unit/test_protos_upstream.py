@@ -1,7 +1,9 @@
 """Our protos/ must be wire-identical to containerd's upstream API protos.
 
 Upstream comes from the Debian package golang-github-containerd-containerd-dev
-(/usr/share/gocode/src/github.com/containerd/containerd/api, containerd 1.6).
+(/usr/share/gocode/src/github.com/containerd/containerd/api, containerd 1.6), and, for the
+cgroup metrics a task's Metrics call carries, golang-github-containerd-cgroups-dev
+(.../containerd/cgroups/stats/v1 and v2/stats).
 Both trees are compiled with grpc_tools.protoc into FileDescriptorSets; every
 message, enum and service that we define must exist upstream under the same
 full name with identical fields (name, number, type, type_name, label,
@@ -28,6 +30,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 OUR_PROTOS = REPO_ROOT / "protos"
 GOCODE_SRC = Path(os.environ.get("CTR_MAGIC_GOCODE_SRC", "/usr/share/gocode/src"))
 UPSTREAM_API = GOCODE_SRC / "github.com" / "containerd" / "containerd" / "api"
+UPSTREAM_CGROUPS = GOCODE_SRC / "github.com" / "containerd" / "cgroups"
+UPSTREAM_CGROUP_METRICS = [
+    UPSTREAM_CGROUPS / "stats" / "v1" / "metrics.proto",
+    UPSTREAM_CGROUPS / "v2" / "stats" / "metrics.proto",
+]
 UPSTREAM_INCLUDES = [
     GOCODE_SRC,  # github.com/containerd/containerd/...
     GOCODE_SRC / "github.com" / "gogo" / "protobuf",  # gogoproto/gogo.proto
@@ -49,7 +56,7 @@ def compile_descriptor_set(
     cmd = [sys.executable, "-m", "grpc_tools.protoc", f"--proto_path={_grpc_include()}"]
     cmd += [f"--proto_path={inc}" for inc in includes]
     cmd += [f"--descriptor_set_out={out}", "--include_imports", *map(str, files)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"protoc failed:\n{' '.join(cmd)}\n{proc.stderr}"
     fds = descriptor_pb2.FileDescriptorSet()
     fds.ParseFromString(out.read_bytes())
@@ -195,7 +202,11 @@ def upstream_fds(tmp_path_factory) -> descriptor_pb2.FileDescriptorSet:
             f"containerd upstream protos not found at {UPSTREAM_API} "
             "(apt-get install golang-github-containerd-containerd-dev, or set CTR_MAGIC_GOCODE_SRC)"
         )
-    files = sorted(UPSTREAM_API.rglob("*.proto"))
+    missing = [str(p) for p in UPSTREAM_CGROUP_METRICS if not p.is_file()]
+    if missing:
+        pytest.skip(f"cgroups upstream protos not found ({missing[0]}): "
+                    "apt-get install golang-github-containerd-cgroups-dev")
+    files = sorted(UPSTREAM_API.rglob("*.proto")) + UPSTREAM_CGROUP_METRICS
     return compile_descriptor_set(
         UPSTREAM_INCLUDES, files, tmp_path_factory.mktemp("upstream") / "upstream.pb"
     )
@@ -255,7 +266,8 @@ def test_expected_api_surface_is_present(our_fds):
         *(
             f"containerd.events.Task{n}"
             for n in (
-                "Create Start Delete IO Exit OOM ExecAdded ExecStarted Paused Resumed Checkpointed".split()
+                ["Create", "Start", "Delete", "IO", "Exit", "OOM", "ExecAdded", "ExecStarted", "Paused", "Resumed",
+                 "Checkpointed"]
             )
         ),
         "containerd.events.ContainerCreate",
@@ -264,6 +276,13 @@ def test_expected_api_surface_is_present(our_fds):
         "containerd.events.NamespaceCreate",
         # Upstream declares the image events in the images service package.
         "containerd.services.images.v1.ImageCreate",
+        # The payloads of Tasks.Metrics on cgroup v1 and v2 hosts.
+        "io.containerd.cgroups.v1.Metrics",
+        "io.containerd.cgroups.v1.MemoryStat",
+        "io.containerd.cgroups.v1.BlkIOStat",
+        "io.containerd.cgroups.v2.Metrics",
+        "io.containerd.cgroups.v2.MemoryStat",
+        "io.containerd.cgroups.v2.IOStat",
     }
 
 
@@ -307,6 +326,11 @@ def _mutate_streaming(fds):
     return "rpc containerd.services.content.v1.Content.Write: client_streaming is False, upstream True"
 
 
+def _mutate_cgroup_metric(fds):
+    _field(fds, "io.containerd.cgroups.v1.MemoryStat", "total_rss").number = 2
+    return "field io.containerd.cgroups.v1.MemoryStat.total_rss: number is 2, upstream 19"
+
+
 def _mutate_enum(fds):
     for value in Index(fds).enums["containerd.v1.types.Status"].value:
         if value.name == "PAUSING":
@@ -316,7 +340,8 @@ def _mutate_enum(fds):
 
 @pytest.mark.parametrize(
     "mutate",
-    [_mutate_number, _mutate_type, _mutate_type_name, _mutate_label, _mutate_streaming, _mutate_enum],
+    [_mutate_number, _mutate_type, _mutate_type_name, _mutate_label, _mutate_streaming, _mutate_enum,
+     _mutate_cgroup_metric],
 )
 def test_comparator_catches_mutations(our_fds, upstream, mutate):
     """Self-check: break a copy of our descriptors and make sure compare() notices."""

@@ -7,9 +7,9 @@ import contextlib
 import dataclasses
 import re
 import secrets
-import signal
 from typing import Any
 
+from ... import features
 from ...errors import CtrError, FailedPrecondition, Interrupted, InvalidArgument, NotFound
 from ...reference import parse_reference
 from ...types import (
@@ -22,11 +22,15 @@ from ...types import (
     TaskStatus,
 )
 from . import argtypes, imageref
-from .common import CommandFailed, remove_network, report_exit, setup_network, strip_dashes
+from .attached import drive_attached
+from .common import CommandFailed, remove_network, report_exit, setup_network, stdin_data, strip_dashes
 from .context import Context
 from .failure import redact
-from .parsing import argument, command
+from .limitopts import limit_options, limits_from, oom_reason
+from .parsing import CELL_OPTIONAL, argument, command
 from .streams import TextSink
+from .swarm import cluster_options, is_cluster, run_service
+from .swarm import tasks_frame as cluster_tasks_frame
 
 HELP_ORDER = 30  # place of these commands in the %ctr --help overview
 
@@ -50,6 +54,7 @@ def container_options(func: Any) -> Any:
         argument("--host-tz", action="store_true", help="use the host's time zone"),
         argument("--from", dest="from_snapshot", default="", metavar="SNAPSHOT",
                  help="start from a committed snapshot (a %ctr checkpoint version) instead of the image"),
+        limit_options,
         argument("image", help="image reference (pulled when absent; a lock file pins it)"),
         argument("cmd", nargs=argparse.REMAINDER, help="command and arguments (default: the image's)"),
     ]  # fmt: skip
@@ -80,6 +85,7 @@ def build_request(args: Any) -> CreateContainerRequest:
         hostname=args.hostname,
         host_dns=args.host_dns,
         host_timezone=args.host_tz,
+        limits=limits_from(args),
     )
     return CreateContainerRequest(id=name, image_ref=args.image, labels=argtypes.parse_labels(args.label), spec=spec)
 
@@ -97,22 +103,21 @@ def _create(ctx: Context, req: CreateContainerRequest, from_snapshot: str = "") 
             dataclasses.replace(req, snapshot_id=req.id, snapshotter=snapshotter)
         )
     except BaseException:
-        remove = getattr(service, "remove_snapshot", None)
-        if remove is not None:
+        if features.supports(service, features.SnapshotRemoval):
             with contextlib.suppress(Exception):
-                remove(snapshotter, req.id)
+                service.remove_snapshot(snapshotter, req.id)
         raise
 
 
 def _log_path(ctx: Context, container_id: str) -> str:
-    log_path_for = getattr(ctx.service, "log_path_for", None)
-    return log_path_for(container_id) if log_path_for is not None else ""
+    service = ctx.service
+    return service.log_path_for(container_id) if features.supports(service, features.LogFiles) else ""
 
 
 def _detach_network(ctx: Context, container_id: str) -> None:
     """Undo ``--net``/``net up`` if it was done; a container without a network is left alone."""
-    has_network = getattr(ctx.service, "has_network", None)
-    if has_network is not None and not has_network(container_id):
+    service = ctx.service
+    if features.supports(service, features.ContainerAddresses) and not service.has_network(container_id):
         return
     with contextlib.suppress(CtrError):
         remove_network(ctx, container_id)
@@ -147,40 +152,80 @@ def create(ctx: Context, args: Any) -> None:
     ctx.say(f"created {info.id}")
 
 
-@command("run", help="create and start a container; output streams into the cell", completes="container")
+@command("run", help="create and start a container; its stdout/stderr stream into the cell", cell=CELL_OPTIONAL,
+         completes="container")
 @argument("--rm", action="store_true", help="remove the container when it exits")
 @argument("-d", "--detach", action="store_true", help="start in the background (see %ctr logs)")
 @argument("--net", action="store_true", help="attach to the project's CNI bridge network")
 @argument("--check", action="store_true", help="fail the cell when the command exits non-zero")
+@argument("-i", "--interactive", action="store_true",
+          help="feed the cell body to the container's stdin (%%ctr run -i IMAGE ...)")
+@argument("--stdin", default="", metavar="NAME", help="feed the variable NAME (str, bytes or a file) to stdin")
+@argument("-t", "--tty", action="store_true", help="give the process a terminal (output comes as one stream)")
+@cluster_options
 @container_options
 def run(ctx: Context, args: Any) -> None:
     """Create and start a container.
 
-    In the foreground (default) its output streams into the cell until it exits; the stop
-    button kills it. With -d it keeps running; `%ctr logs NAME` shows its output.
+    In the foreground (default) the process's own stdout and stderr stream into the cell as it
+    writes them (stderr in red) until it exits; the stop button kills it. `%%ctr run IMAGE ...`
+    (or -i) gives it the cell body as stdin, --stdin NAME a variable. With -d it keeps running
+    and writes to its log; `%ctr logs NAME` shows it.
     """
     if args.rm and args.detach:
         raise InvalidArgument("--rm and -d cannot be combined", hint="drop -d to wait, or --rm to keep it")
+    stdin = _run_stdin(ctx, args)
     req = build_request(args)
+    if args.replicas is not None or is_cluster(ctx):
+        return run_service(ctx, args, req)
+    req.spec.tty = args.tty
+    req.spec.stdin = stdin is not None
+    if args.detach:
+        info = _create(ctx, req, args.from_snapshot)
+        try:
+            _start(ctx, info.id, net=args.net)
+        except BaseException:
+            _discard(ctx, info.id, network=args.net)
+            raise
+        ctx.say(f"started {info.id}")
+        return
+    attacher = features.require(ctx.service, features.Attaching, "%ctr run")
     info = _create(ctx, req, args.from_snapshot)
     container_id = info.id
     try:
-        _start(ctx, container_id, net=args.net)
+        session = attacher.start_attached(container_id, stdin=stdin is not None, terminal=args.tty)
     except BaseException:
-        _discard(ctx, container_id, network=args.net)
+        _discard(ctx, container_id, network=False)
         raise
-    if args.detach:
-        ctx.say(f"started {container_id}")
-        return
+    interrupted = False
+    code = 0
+    reason = ""
     try:
-        code = _follow_until_exit(ctx, container_id)
+        if args.net:
+            setup_network(ctx, container_id)
+        code = drive_attached(session, stdin, log_path="" if args.rm else _log_path(ctx, container_id))
+        reason = oom_reason(ctx, container_id, code)  # before the task (and its cgroup) goes
     except KeyboardInterrupt:
-        _stop_now(ctx, container_id)
-        raise Interrupted(f"interrupted: killed {container_id}" + (" and removed it" if args.rm else "")) from None
+        interrupted = True
     finally:
+        session.close()  # kills the process if it still runs
         if args.rm:
             _discard(ctx, container_id, network=args.net)
-    report_exit(ctx, container_id, code, args.check)
+    if interrupted:
+        raise Interrupted(f"interrupted: killed {container_id}" + (" and removed it" if args.rm else ""))
+    report_exit(ctx, container_id, code, args.check, reason=reason)
+
+
+def _run_stdin(ctx: Context, args: Any) -> Any:
+    """The bytes for the container's stdin (cell body or --stdin NAME), or None for no stdin."""
+    if args.detach and (args.interactive or args.stdin or ctx.cell is not None or args.tty):
+        raise InvalidArgument("-d runs in the background: it takes no stdin and no terminal",
+                              hint="drop -d to feed it input")
+    data = stdin_data(ctx, args)
+    if args.interactive and data is None:
+        raise InvalidArgument("-i needs input", hint="write %%ctr run -i IMAGE ... with the input as the cell body, "
+                                                     "or give --stdin NAME")
+    return data
 
 
 def stream_logs(ctx: Context, container_id: str, *, follow: bool) -> None:
@@ -191,24 +236,11 @@ def stream_logs(ctx: Context, container_id: str, *, follow: bool) -> None:
     """
     sink = TextSink("stdout")
     try:
-        chunks = ctx.service.logs(container_id, follow=follow)
+        chunks = features.require(ctx.service, features.Logs, f"%ctr {ctx.command}").logs(container_id, follow=follow)
         for chunk in chunks or ():
             sink(chunk)
     finally:
         sink.close()
-
-
-def _follow_until_exit(ctx: Context, container_id: str) -> int:
-    """Stream the task's log into the cell until the task exits; returns its exit code."""
-    stream_logs(ctx, container_id, follow=True)
-    return int(ctx.service.wait_task(container_id))
-
-
-def _stop_now(ctx: Context, container_id: str) -> None:
-    with contextlib.suppress(CtrError):
-        ctx.service.stop_container(container_id, StopTaskOptions(signal=signal.SIGKILL, timeout=5.0, force=True))
-    with contextlib.suppress(CtrError):
-        ctx.service.delete_task(container_id, DeleteTaskOptions(force=True))
 
 
 @command("start", help="start a created container in the background", completes="container")
@@ -246,7 +278,7 @@ def stop(ctx: Context, args: Any) -> None:
 @argument("--all", action="store_true", help="signal every process of the task, exec processes too")
 def kill(ctx: Context, args: Any) -> None:
     """Send a signal without waiting for the task to exit."""
-    ctx.service.kill_task(args.id, args.signal, all=args.all)
+    features.require(ctx.service, features.Signals, "%ctr kill").kill_task(args.id, args.signal, all=args.all)
     ctx.say(f"sent signal {args.signal} to {args.id}")
 
 
@@ -271,12 +303,16 @@ def rm(ctx: Context, args: Any) -> None:
 @command("ps", help="list containers with their task status, as a DataFrame")
 @argument("-a", "--all", action="store_true", help="include containers that are not running")
 @argument("--label", action="append", default=[], metavar="KEY[=VALUE]", help="only containers with this label")
+@argument("--labels", dest="all_labels", action="store_true",
+          help="show every label (default: only yours, not the runtime's bookkeeping)")
 def ps(ctx: Context, args: Any) -> Any:
     """Containers joined with their tasks: id, image, status (category), pid, exit code, ip, created."""
     from ..frames import containers_frame
 
     labels = argtypes.parse_labels(args.label, allow_bare=True)
     service = ctx.service
+    if is_cluster(ctx):
+        return cluster_tasks_frame(ctx, all=args.all, labels=labels)
     if labels:
         key, value = next(iter(labels.items()))
         containers = service.list_containers_by_label(key, value)
@@ -284,11 +320,10 @@ def ps(ctx: Context, args: Any) -> Any:
     else:
         containers = service.list_containers()
     tasks = service.list_tasks()
-    container_ips = getattr(service, "container_ips", None)
-    if container_ips is not None:
-        ips = container_ips()
+    if features.supports(service, features.ContainerAddresses):
+        ips = service.container_ips()
         containers = [c if c.ip or c.id not in ips else dataclasses.replace(c, ip=ips[c.id]) for c in containers]
-    df = containers_frame(containers, tasks)
+    df = containers_frame(containers, tasks, all_labels=args.all_labels)
     if not args.all:
         df = df[df["status"].isin(["running", "paused"])].reset_index(drop=True)
     return df

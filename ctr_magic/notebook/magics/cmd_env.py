@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ... import features
 from ...connect import BACKENDS
 from ...constants import BACKEND_CONTAINERD, BACKEND_DOCKER, DEFAULT_NAMESPACE, ENV_BACKEND, ENV_NAMESPACE
 from ...errors import InvalidArgument
@@ -18,9 +19,11 @@ group_help("ns", "containerd namespaces (ns ls / ns rm)")
 
 
 @command("use", help="choose backend, socket and namespace (no arguments: show them)")
-@argument("backend", nargs="?", default=None, choices=BACKENDS, help="containerd, docker or apple")
+@argument("backend", nargs="?", default=None, choices=BACKENDS, help="containerd, docker, apple or swarm")
 @argument("--socket", default=None, help="daemon socket path (or tcp://host:port for containerd)")
 @argument("--namespace", "-n", default=None, help="containerd namespace")
+@argument("--node", action="append", default=[], metavar="NAME=SOCKET",
+          help="swarm: the engine socket of node NAME (for exec, files and stats on its tasks)")
 def use(ctx: Context, args: Any) -> None:
     """Point the session at a daemon; the same settings are `%config CtrMagic.backend/socket/namespace`."""
     magic = ctx.magic
@@ -36,6 +39,10 @@ def use(ctx: Context, args: Any) -> None:
             changed = True
     if changed:
         ctx.session.service  # noqa: B018  (connect now so a bad backend fails here, not later)
+    if args.node:
+        from .swarm import add_node_endpoints
+
+        add_node_endpoints(ctx, args.node)
     backend = magic.backend or os.environ.get(ENV_BACKEND) or BACKEND_CONTAINERD
     socket = magic.socket or _effective_socket(backend)
     namespace = magic.namespace or os.environ.get(ENV_NAMESPACE) or DEFAULT_NAMESPACE
@@ -61,12 +68,18 @@ def _environment(home: str | None, ctx: Context) -> Any:
 @command("up", help="start the private containerd + registry (if not running) and use it")
 @argument("--docker", action="store_true", help="also start a private dockerd on that containerd")
 @argument("--home", default="", help="base directory (default: $CTR_MAGIC_HOME or /var/lib/ctr-magic)")
+@argument("--swarm", type=int, default=None, metavar="N",
+          help="instead: a local Swarm test cluster of N dockerd nodes (own netns each), and use it")
 def up(ctx: Context, args: Any) -> Any:
     """Start ctr-magic's own containerd and registry (as `ctr-magic up` does) and point the session at it.
 
     Returns the environment info (`env = %ctr up`; `env.registry_addr` is the local registry).
     `%ctr down` stops it again, but only if this session started it.
     """
+    if args.swarm is not None:
+        from .swarm import up_swarm
+
+        return up_swarm(ctx, args.swarm, args.home)
     env = _environment(args.home, ctx)
     info = env.status()
     started = False
@@ -82,18 +95,37 @@ def up(ctx: Context, args: Any) -> Any:
         magic.socket = info.dockerd_socket
     elif backend == BACKEND_CONTAINERD:
         magic.socket = info.containerd_socket
-    version = ctx.service.version()
-    ctx.say(
-        f"{'started' if started else 'using'} containerd {getattr(version, 'version', version)} "
-        f"at {info.containerd_socket}; registry {info.registry_addr}"
-    )
+    ctx.say(_up_line(ctx, info, started))
     return info
+
+
+def _up_line(ctx: Context, info: Any, started: bool) -> str:
+    """What `%ctr up` started or found, in the session's backend's own terms (the daemon it talks to)."""
+    service = ctx.service
+    version = features.require(service, features.DaemonFacts, "%ctr up").version()
+    number = getattr(version, "version", version)
+    verb = "started" if started else "using"
+    backend = getattr(service, "backend", BACKEND_CONTAINERD)
+    if backend == BACKEND_CONTAINERD:
+        return f"{verb} containerd {number} at {info.containerd_socket}; registry {info.registry_addr}"
+    if backend == BACKEND_DOCKER:
+        socket = getattr(service, "socket_path", "") or info.dockerd_socket
+        return (f"{verb} dockerd {number} at {socket} (on the private containerd at {info.containerd_socket}); "
+                f"registry {info.registry_addr}")
+    return (f"{verb} the private containerd at {info.containerd_socket} and registry {info.registry_addr}; "
+            f"the session's {backend} backend is {number} at {getattr(service, 'socket_path', '') or '?'}")
 
 
 @command("down", help="stop the private environment this session started")
 @argument("--force", action="store_true", help="stop it even if it was running before this session")
 def down(ctx: Context, args: Any) -> None:
     """Stop the private containerd and registry: every task is killed and everything unmounted."""
+    if ctx.session.cluster is not None:
+        from .swarm import down_swarm
+
+        down_swarm(ctx)
+        if ctx.session.environment is None:
+            return
     env = _environment("", ctx)
     if not ctx.session.started_environment and not args.force:
         ctx.say(f"leaving the environment in {env.base_dir} running (this session did not start it; --force stops it)")
@@ -120,7 +152,7 @@ def status(ctx: Context, args: Any) -> Any:
 @command("version", help="the daemon's version")
 def version(ctx: Context, args: Any) -> None:
     """Ask the connected daemon for its version."""
-    v = ctx.service.version()
+    v = features.require(ctx.service, features.DaemonFacts, "%ctr version").version()
     ctx.say(f"{getattr(ctx.service, 'backend', 'daemon')} {getattr(v, 'version', v)}"
             + (f" ({v.revision})" if getattr(v, "revision", "") else ""))
 
@@ -154,12 +186,7 @@ def lock(ctx: Context, args: Any) -> Any:
 
 
 def _namespaced_service(ctx: Context) -> Any:
-    service = ctx.service
-    if not hasattr(service, "delete_namespace"):
-        from ...errors import NotSupported
-
-        raise NotSupported(f"the {getattr(service, 'backend', 'current')} backend has no namespaces")
-    return service
+    return features.require(ctx.service, features.Namespaces, f"%ctr {ctx.command}")
 
 
 @command("ns ls", help="the containerd namespaces")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from typing import Any, Optional
+from typing import Any
 
 from ...errors import Interrupted, InvalidArgument
 from ...types import ExecTaskRequest
 from . import argtypes
-from .common import report_exit, shown, strip_dashes
+from .common import report_exit, shown, stdin_data, strip_dashes
 from .context import Context
 from .parsing import CELL_OPTIONAL, argument, command
 from .streams import Collector, TextSink, pump
@@ -41,7 +41,7 @@ def exec_(ctx: Context, args: Any) -> None:
         raise InvalidArgument("--binary only applies to -o NAME")
     if args.output and not args.output.isidentifier():
         raise InvalidArgument(f"-o {args.output!r} is not a valid Python variable name")
-    stdin = _stdin_data(ctx, args)
+    stdin = stdin_data(ctx, args)
     req = ExecTaskRequest(
         args=cmd,
         env=argtypes.parse_env(args.env),
@@ -54,25 +54,6 @@ def exec_(ctx: Context, args: Any) -> None:
     if collector is not None:
         ctx.store(args.output, collector.value(args.binary))
     report_exit(ctx, f"`{shown(cmd)}` in {args.id}", code, args.check)
-
-
-def _stdin_data(ctx: Context, args: Any) -> Optional[bytes]:
-    if args.stdin and ctx.cell is not None:
-        raise InvalidArgument("--stdin and a cell body both give stdin", hint="use one of them")
-    if ctx.cell is not None:
-        return ctx.cell.encode()
-    if not args.stdin:
-        return None
-    value = ctx.lookup(args.stdin)
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    read = getattr(value, "read", None)
-    if read is not None:
-        data = read()
-        return data.encode() if isinstance(data, str) else bytes(data)
-    raise InvalidArgument(f"--stdin {args.stdin}: a {type(value).__name__} is not str, bytes or a file")
 
 
 def run_streaming(ctx: Context, container_id: str, req: ExecTaskRequest, *, stdout_sink: Any = None) -> int:

@@ -6,6 +6,7 @@ import os
 import time
 from typing import Any
 
+from ... import features
 from ...types import DeleteImageOptions
 from . import imageref
 from .context import Context
@@ -55,7 +56,7 @@ def rmi(ctx: Context, args: Any) -> None:
 @argument("target", help="new name")
 def tag(ctx: Context, args: Any) -> None:
     """Tag an existing image with a new reference."""
-    info = ctx.service.tag_image(args.source, args.target)
+    info = features.require(ctx.service, features.Tagging, "%ctr tag").tag_image(args.source, args.target)
     ctx.say(f"tagged {args.source} as {getattr(info, 'name', args.target)}")
 
 
@@ -66,12 +67,13 @@ def import_(ctx: Context, args: Any) -> Any:
     """Import images from a tar file; returns them as a DataFrame."""
     from ..frames import images_frame
 
+    archives = features.require(ctx.service, features.ImageArchives, "%ctr import")
     path = os.path.abspath(os.path.expanduser(args.path))
     if not os.path.isfile(path):
         from ...errors import InvalidArgument
 
         raise InvalidArgument(f"{path} is not a file")
-    imported = ctx.service.import_image(path, name=args.name)
+    imported = archives.import_image(path, name=args.name)
     for info in imported:
         ctx.say(f"imported {info.name} {imageref.short_digest(info.id)}")
     return images_frame(imported)
@@ -82,9 +84,10 @@ def import_(ctx: Context, args: Any) -> Any:
 @argument("refs", nargs="+", metavar="REF", help="images to export")
 def export(ctx: Context, args: Any) -> None:
     """Export images into one OCI archive that `ctr images import` and `docker load` accept."""
+    archives = features.require(ctx.service, features.ImageArchives, "%ctr export")
     path = os.path.abspath(os.path.expanduser(args.path))
     started = time.monotonic()
-    ctx.service.export_image(list(args.refs), path)
+    archives.export_image(list(args.refs), path)
     ctx.say(f"exported {', '.join(args.refs)} to {path} in {time.monotonic() - started:.1f}s")
 
 
@@ -94,8 +97,9 @@ def export(ctx: Context, args: Any) -> None:
 @argument("-q", "--quiet", action="store_true", help="no progress display")
 def push(ctx: Context, args: Any) -> None:
     """Push an image; blobs the registry has already are skipped."""
+    pusher = features.require(ctx.service, features.Pushing, "%ctr push")
     target = args.dest or args.ref
     with imageref.progress(ctx, f"push {target}", quiet=args.quiet) as display:
         started = time.monotonic()
-        digest = ctx.service.push_image(args.ref, dest=args.dest, progress=display)
+        digest = pusher.push_image(args.ref, dest=args.dest, progress=display)
     ctx.say(f"pushed {target} {imageref.short_digest(str(digest))} in {time.monotonic() - started:.1f}s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from ... import features
 from ...constants import LABEL_CHECKPOINT_CONTAINER, LABEL_CHECKPOINT_VERSION
 from ...errors import InvalidArgument, NotFound
 from . import imageref
@@ -27,6 +28,7 @@ def snapshots(ctx: Context, args: Any) -> Any:
 @argument("id", help="container id")
 @argument("image", help="new image reference, e.g. 127.0.0.1:5000/me/analysis:v1")
 @argument("-m", "--message", default="", help="history comment")
+@argument("-a", "--author", default="", help="the image's author, e.g. 'Ada <ada@example.org>'")
 @argument("--cmd", nargs="+", default=None, help="new default command (put it last)")
 @argument("-e", "--env", action="append", default=None, metavar="KEY=VALUE", help="replace the image's Env")
 @argument("--replace", action="store_true", help="overwrite an existing image of that name")
@@ -35,10 +37,11 @@ def commit(ctx: Context, args: Any) -> None:
     from ...reference import parse_reference
     from . import argtypes
 
+    committer = features.require(ctx.service, features.Committing, "%ctr commit")
     parse_reference(args.image)
     env = argtypes.parse_env(args.env) if args.env is not None else None
-    info = ctx.service.commit_container(args.id, args.image, cmd=args.cmd, env=env, message=args.message,
-                                        replace=args.replace)
+    info = committer.commit_container(args.id, args.image, cmd=args.cmd, env=env, message=args.message,
+                                      replace=args.replace, author=args.author)
     ctx.session.record_image(args.image, info.id)
     ctx.say(f"committed {args.id} as {info.name} {imageref.short_digest(info.id)}")
 
@@ -54,13 +57,14 @@ def checkpoint(ctx: Context, args: Any) -> None:
     The version is the snapshot ID@VERSION: new containers start from it with
     `%ctr run --from ID@VERSION IMAGE ...`. Versions stay until `%ctr checkpoint --rm ID VERSION`.
     """
-    service = ctx.service
+    service = features.require(ctx.service, features.Checkpoints, "%ctr checkpoint")
     if args.rm:
+        remover = features.require(ctx.service, features.SnapshotRemoval, "%ctr checkpoint --rm")
         found = [s for s in service.list_checkpoints(args.id) if _version_of(s) == args.version]
         if not found:
             raise NotFound(f"container {args.id!r} has no checkpoint {args.version!r}",
                            hint=f"%ctr checkpoints {args.id} lists them")
-        service.remove_snapshot(ctx.snapshotter, found[0].name)
+        remover.remove_snapshot(ctx.snapshotter, found[0].name)
         ctx.say(f"removed checkpoint {found[0].name}")
         return
     result = service.checkpoint(args.id, args.version)
@@ -78,7 +82,7 @@ def checkpoints(ctx: Context, args: Any) -> Any:
     """Checkpoint versions, oldest first: snapshot name, container, version, size, created."""
     from ..frames import snapshots_frame
 
-    listing = ctx.service.list_checkpoints(args.id)
+    listing = features.require(ctx.service, features.Checkpoints, "%ctr checkpoints").list_checkpoints(args.id)
     df = snapshots_frame(listing)
     by_name = {s.name: s for s in listing}
     df.insert(1, "container", [by_name[n].labels.get(LABEL_CHECKPOINT_CONTAINER, "") for n in df["name"]])

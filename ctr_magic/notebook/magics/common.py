@@ -6,8 +6,10 @@ Command modules import these from here, never from each other.
 from __future__ import annotations
 
 import shlex
+from typing import Any, Optional
 
-from ...errors import CtrError
+from ... import features
+from ...errors import CtrError, InvalidArgument
 from ...types import NetworkSetupRequest
 from .context import Context
 
@@ -31,11 +33,11 @@ def shown(args: list[str], limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def report_exit(ctx: Context, what: str, code: int, check: bool) -> None:
-    """A non-zero exit: one red line, or a failed cell with ``--check``."""
+def report_exit(ctx: Context, what: str, code: int, check: bool, *, reason: str = "") -> None:
+    """A non-zero exit: one red line, or a failed cell with ``--check``; *reason* says why (an OOM kill)."""
     if code == 0:
         return
-    message = f"{what} exited with code {code}"
+    message = f"{what} {reason}, exit code {code}" if reason else f"{what} exited with code {code}"
     if check:
         raise CommandFailed(message, code)
     ctx.warn(f"%ctr {ctx.command}: {message}")
@@ -51,14 +53,32 @@ def network_request(ctx: Context, container_id: str) -> NetworkSetupRequest:
 
 
 def setup_network(ctx: Context, container_id: str) -> str:
-    ctx.service.setup_network(network_request(ctx, container_id))
-    ip = ""
-    container_ip = getattr(ctx.service, "container_ip", None)
-    if container_ip is not None:
-        ip = container_ip(container_id)
+    service = ctx.service
+    service.setup_network(network_request(ctx, container_id))
+    ip = service.container_ip(container_id) if features.supports(service, features.ContainerAddresses) else ""
     ctx.say(f"{container_id} is on the bridge network" + (f" at {ip}" if ip else ""))
     return ip
 
 
 def remove_network(ctx: Context, container_id: str) -> None:
     ctx.service.remove_network(network_request(ctx, container_id))
+
+
+def stdin_data(ctx: Context, args: Any) -> Optional[bytes]:
+    """The cell body or the variable ``--stdin NAME`` as bytes; None when neither is given."""
+    if args.stdin and ctx.cell is not None:
+        raise InvalidArgument("--stdin and a cell body both give stdin", hint="use one of them")
+    if ctx.cell is not None:
+        return ctx.cell.encode()
+    if not args.stdin:
+        return None
+    value = ctx.lookup(args.stdin)
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    read = getattr(value, "read", None)
+    if read is not None:
+        data = read()
+        return data.encode() if isinstance(data, str) else bytes(data)
+    raise InvalidArgument(f"--stdin {args.stdin}: a {type(value).__name__} is not str, bytes or a file")

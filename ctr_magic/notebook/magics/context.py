@@ -22,6 +22,7 @@ class Context:
     command: str
     cell: Optional[str] = None
     local_ns: Optional[dict[str, Any]] = None
+    line: str = ""  # the magic's line as typed (after IPython's {var} expansion), for raw text after --
 
     @property
     def service(self) -> Any:

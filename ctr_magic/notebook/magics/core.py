@@ -22,7 +22,7 @@ from .session import ConnectionSettings, Session
 class CtrMagic(Magics, Configurable):
     """Containers as a notebook resource: ``%ctr COMMAND ...`` (``%ctr --help`` lists the commands)."""
 
-    backend = Unicode("", help="containerd, docker or apple; empty: $CTR_MAGIC_BACKEND, else containerd").tag(
+    backend = Unicode("", help="containerd, docker, apple or swarm; empty: $CTR_MAGIC_BACKEND, else containerd").tag(
         config=True
     )
     socket = Unicode(
@@ -93,7 +93,7 @@ class CtrMagic(Magics, Configurable):
                 raise InvalidArgument(
                     f"%%ctr {name} takes no cell body", hint=f"write %ctr {name} ... on one line instead"
                 )
-            ctx = Context(magic=self, session=self.session, command=name, cell=cell, local_ns=local_ns)
+            ctx = Context(magic=self, session=self.session, command=name, cell=cell, local_ns=local_ns, line=line)
             return cmd.func(ctx, parsed.args)
         except parsing.HelpShown:
             return None

@@ -58,6 +58,9 @@ def pull(ctx: Context, ref: str, *, typed: str = "", platform: str = "", unpack:
     with progress(ctx, f"pull {ref}", quiet=quiet) as display:
         started = time.monotonic()
         info = ctx.service.pull_image(ref, PullImageOptions(unpack=unpack, platform=platform, progress=display))
+        describe = getattr(display, "describe", None)
+        if describe is not None:  # the widget's summary line names what arrived
+            describe(ref=info.name, digest=info.id, size=getattr(info, "size", 0))
     ctx.session.record_image(typed or ref, info.id)
     size = f", {human_size(info.size)}" if getattr(info, "size", 0) else ""
     ctx.say(f"pulled {info.name} {short_digest(info.id)}{size} in {time.monotonic() - started:.1f}s")

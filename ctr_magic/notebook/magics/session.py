@@ -34,8 +34,14 @@ class Session:
     #: the private environment this session started (it stops only that one).
     environment: Any = None
     started_environment: bool = False
+    #: live widget views (dashboards, consoles) this session opened, closed with it.
+    views: list[Any] = field(default_factory=list)
+    #: the Swarm test cluster this session started (`%ctr up --swarm N`), stopped by `%ctr down`.
+    cluster: Any = None
     #: what tab completion listed recently: kind -> (monotonic time, names)
     completion_cache: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
+    #: the Python agents of ``%%ctr py`` (a ctr_magic.pycell.AgentPool, made on first use).
+    python_agents: Any = None
     _service: Any = None
     _service_key: Optional[tuple[str, str, str]] = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,7 +69,17 @@ class Session:
         with self._lock:
             self._close_service()
 
+    def agents(self) -> Any:
+        """The session's :class:`~ctr_magic.pycell.AgentPool` (one Python agent per container)."""
+        if self.python_agents is None:
+            from ...pycell.pool import AgentPool
+
+            self.python_agents = AgentPool()
+        return self.python_agents
+
     def _close_service(self) -> None:
+        if self.python_agents is not None:
+            self.python_agents.close()
         service, self._service, self._service_key = self._service, None, None
         close = getattr(service, "close", None)
         if close is not None:
@@ -77,6 +93,12 @@ class Session:
 
     def close(self) -> None:
         """Unmount what the session mounted and drop the connection (extension unload, exit)."""
+        for view in self.views:
+            try:
+                view.close()
+            except Exception:
+                log.warning("could not close %r", view, exc_info=True)
+        self.views.clear()
         for key, mounted in list(self.mounts.items()):
             try:
                 mounted.unmount()

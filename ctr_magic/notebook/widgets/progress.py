@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..types import LayerProgress
+from ...types import LayerProgress
 
 FINISHED_STATES = frozenset({"done", "exists", "unpacked"})
 _TEXT_INTERVAL = 0.25  # seconds between text refreshes
@@ -32,14 +32,34 @@ class _Blob:
     done: int = 0
     total: int = 0
     state: str = "waiting"
+    started: float = 0.0  # monotonic time of the first event with bytes done
+
+    def rate(self, now: float) -> float:
+        """Bytes per second so far (0 until a measurable time has passed)."""
+        elapsed = now - self.started if self.started else 0.0
+        return self.done / elapsed if elapsed > 0.05 else 0.0
+
+    def eta(self, now: float) -> str:
+        rate = self.rate(now)
+        if rate <= 0 or self.total <= self.done:
+            return ""
+        return f"{_duration((self.total - self.done) / rate)} left"
 
 
 def _short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+
+
+def _speed(size: int, seconds: float) -> str:
+    return f"{_size(int(size / seconds))}/s" if seconds > 0.001 else ""
+
+
 def _size(n: int) -> str:
-    from .frames import human_size  # lazy: frames imports pandas
+    from ..frames import human_size  # lazy: frames imports pandas
 
     return human_size(n)
 
@@ -59,7 +79,16 @@ class _Tracker:
             blob.done = max(event.done, 0)
             blob.total = max(event.total, blob.total, 0)
             blob.state = event.state
+            if not blob.started and blob.state not in FINISHED_STATES:
+                blob.started = time.monotonic()
             return blob
+
+    def totals(self) -> tuple[int, int]:
+        """(bytes done, bytes in all) over every blob."""
+        with self.lock:
+            blobs = list(self.blobs.values())
+        done = sum(b.total if b.state in FINISHED_STATES else b.done for b in blobs)
+        return done, sum(b.total for b in blobs)
 
     def summary(self) -> str:
         with self.lock:
@@ -116,7 +145,11 @@ class TextProgress:
 
 
 class WidgetProgress:
-    """A title and one bar per blob (layer, config, manifest), updated live."""
+    """A title and one bar per blob (layer, config, manifest), updated live with speed and time left.
+
+    When the transfer ends the display collapses to one summary line (ref, digest, size, time,
+    speed) with the bars kept behind a "details" toggle; a failure marks the failing blob red.
+    """
 
     def __init__(self, title: str) -> None:
         import ipywidgets as w
@@ -127,9 +160,15 @@ class WidgetProgress:
         self.tracker = _Tracker()
         self._rows: dict[str, tuple[Any, Any]] = {}
         self._header = w.HTML(value=f"<b>{_escape(title)}</b>")
-        self._box = w.VBox([self._header])
+        self._bars = w.VBox([])
+        self._bars.add_class("ctr-progress-bars")
+        self._box = w.VBox([self._header, self._bars])
+        self._box.add_class("ctr-progress")
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
+        self._started = time.monotonic()
+        self._result: dict[str, Any] = {}
+        self.summary = ""
         self._display = _PlainText(self._box, title)
         display(self._display)
 
@@ -141,7 +180,11 @@ class WidgetProgress:
                 return
             self._last[blob.digest] = now
             bar, label = self._row(blob)
-            self._show(blob, bar, label)
+            self._show(blob, bar, label, now)
+
+    def describe(self, *, ref: str = "", digest: str = "", size: int = 0) -> None:
+        """What was transferred, for the summary line (the pull knows it only at the end)."""
+        self._result = {"ref": ref, "digest": digest, "size": size}
 
     def _row(self, blob: _Blob) -> tuple[Any, Any]:
         row = self._rows.get(blob.digest)
@@ -152,12 +195,13 @@ class WidgetProgress:
                 min=0, max=max(blob.total, 1), description=_short(blob.digest), layout=w.Layout(width="55%")
             )
             bar.tooltip = f"{blob.digest} ({kind or 'blob'})"
+            bar.add_class("ctr-progress-bar")
             label = w.Label(value="")
             row = self._rows[blob.digest] = (bar, label)
-            self._box.children = (*self._box.children, w.HBox([bar, label]))
+            self._bars.children = (*self._bars.children, w.HBox([bar, label]))
         return row
 
-    def _show(self, blob: _Blob, bar: Any, label: Any) -> None:
+    def _show(self, blob: _Blob, bar: Any, label: Any, now: float) -> None:
         total = max(blob.total, 1)
         bar.max = total
         if blob.state in FINISHED_STATES:
@@ -166,17 +210,54 @@ class WidgetProgress:
             label.value = f"{blob.state} {_size(blob.total)}"
         elif blob.state == "error":
             bar.bar_style = "danger"
-            label.value = "error"
+            bar.add_class("ctr-progress-failed")
+            label.value = "failed"
         else:
             bar.value = min(blob.done, total)
-            label.value = f"{blob.state} {_size(blob.done)} / {_size(blob.total)}"
+            extras = [x for x in (_speed(blob.done, now - blob.started) if blob.started else "", blob.eta(now)) if x]
+            label.value = f"{blob.state} {_size(blob.done)} / {_size(blob.total)}" + "".join(f" · {x}" for x in extras)
 
     def finish(self, ok: bool = True) -> None:
         with self._lock:
+            now = time.monotonic()
             for digest, (bar, label) in self._rows.items():
-                self._show(self.tracker.blobs[digest], bar, label)
-            suffix = self.tracker.summary() if ok else "failed"
-            self._header.value = f"<b>{_escape(self.title)}</b>: {_escape(suffix)}"
+                blob = self.tracker.blobs[digest]
+                if not ok and blob.state not in FINISHED_STATES:
+                    blob.state = "error"  # where the transfer stopped
+                self._show(blob, bar, label, now)
+            if not ok:
+                self._header.value = f"<b>{_escape(self.title)}</b>: failed"
+                self._header.add_class("ctr-progress-failed")
+                return
+            self.summary = self._summary(now - self._started)
+            self._collapse()
+
+    def _summary(self, elapsed: float) -> str:
+        done, total = self.tracker.totals()
+        size = self._result.get("size") or total
+        digest = str(self._result.get("digest") or "")
+        parts = [self._result.get("ref") or self.title]
+        if digest:
+            parts.append(_short_digest(digest))
+        parts += [_size(size), f"in {_duration(elapsed)}"]
+        fetched = done if done else size
+        speed = _speed(fetched, elapsed)
+        return " ".join(str(p) for p in parts) + (f" ({speed})" if speed else "")
+
+    def _collapse(self) -> None:
+        w = self._w
+        self._header.value = f'<span class="ctr-progress-summary">✔ {_escape(self.summary)}</span>'
+        toggle = w.ToggleButton(value=False, description="details", tooltip="show the bars of every blob",
+                                layout=w.Layout(width="auto"))
+        self._bars.layout.display = "none"
+        toggle.observe(lambda change: setattr(self._bars.layout, "display", None if change["new"] else "none"),
+                       names="value")
+        self._box.children = (w.HBox([self._header, toggle]), self._bars)
+
+
+def _short_digest(digest: str) -> str:
+    algo, _, hexpart = digest.partition(":")
+    return f"{algo}:{hexpart[:12]}" if hexpart else digest
 
 
 class _PlainText:
