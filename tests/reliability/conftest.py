@@ -6,7 +6,6 @@ environment: each module gets its own, downed at the end whatever happened.
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 from collections.abc import Iterator
@@ -14,27 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from ctr_magic import errors
 from ctr_magic.containerd.service import DefaultService
-from ctr_magic.daemon import Environment, find_binary
-from ctr_magic.testimages import busybox_path, publish_test_images
+from ctr_magic.daemon import Environment
+from ctr_magic.testimages import publish_test_images
 
 # The registry servers and leak checks of the integration tests are reused here.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
-REQUIRED_BINARIES = ("containerd", "ctr", "containerd-shim-runc-v2", "runc", "docker-registry")
-
-
-def require_host() -> None:
-    """Skip (not fail) where the private environment cannot run at all."""
-    if os.geteuid() != 0:
-        pytest.skip("reliability tests need root (containerd and runc)")
-    try:
-        for name in REQUIRED_BINARIES:
-            find_binary(name)
-        busybox_path()
-    except errors.Unavailable as exc:
-        pytest.skip(str(exc))
+from outages import require_host
 
 
 @pytest.fixture(scope="module")

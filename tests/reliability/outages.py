@@ -8,8 +8,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from ctr_magic import errors
-from ctr_magic.daemon import Environment
+from ctr_magic.daemon import Environment, find_binary
+from ctr_magic.testimages import busybox_path
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -78,3 +81,18 @@ def outage(env: Environment, seconds: float, call: Callable[[], Any], every: flo
         time.sleep(min(every, max(0.0, end - time.monotonic())))
     restart(env)
     return seen
+
+
+REQUIRED_BINARIES = ("containerd", "ctr", "containerd-shim-runc-v2", "runc", "docker-registry")
+
+
+def require_host() -> None:
+    """Skip (not fail) where the private environment cannot run at all."""
+    if os.geteuid() != 0:
+        pytest.skip("reliability tests need root (containerd and runc)")
+    try:
+        for name in REQUIRED_BINARIES:
+            find_binary(name)
+        busybox_path()
+    except errors.Unavailable as exc:
+        pytest.skip(str(exc))

@@ -8,8 +8,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import require_host
-from outages import first_success_after, kill_daemon, wait_for
+from outages import first_success_after, kill_daemon, require_host, wait_for
 
 from ctr_magic import errors
 from ctr_magic.daemon import Environment, find_binary
