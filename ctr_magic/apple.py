@@ -38,7 +38,9 @@ from . import errors
 from .constants import SOCKTAINER_BINARY, SOCKTAINER_SOCKET, SOCKTAINER_START_TIMEOUT
 from .docker.api import EngineAPI
 from .docker.convert import task_status
-from .docker.service import KILL_WAIT, LIVE_STATUSES, DockerService, signal_name
+from .docker.requests import signal_name
+from .docker.service import DockerService
+from .docker.stopping import KILL_WAIT, LIVE_STATUSES, StopPart
 from .logtail import log_tail
 from .service import SERVICE_METHODS
 from .types import DeleteContainerOptions, DeleteTaskOptions, StopTaskOptions
@@ -200,11 +202,37 @@ class SocktainerSupervisor:
             self._stop_process()
 
 
+class SocktainerStopPart(StopPart):
+    """Stopping as socktainer does it: ``POST /stop`` in whole seconds; no task object to delete."""
+
+    def stop_live(self, cid: str, container_id: str, opts: StopTaskOptions, timeout: float) -> None:
+        seconds = max(0, math.ceil(timeout))
+        try:
+            self.api.container_stop(cid, t=seconds, signal=signal_name(opts.signal))  # 304: stopped already
+        except errors.CtrError as exc:
+            if not opts.force:
+                raise
+            log.debug("stop of %s failed (%s): killing it", container_id, exc)
+            with contextlib.suppress(errors.FailedPrecondition):
+                self.api.container_kill(cid, "SIGKILL")
+        if task_status(self.api.container_inspect(cid).get("State")) not in LIVE_STATUSES:
+            return
+        self.escalate(cid, container_id, f"{seconds}s of {signal_name(opts.signal)}", opts.force)
+
+    def delete_task(self, container_id: str, opts: Optional[DeleteTaskOptions] = None) -> None:
+        data = self.names.resolve(container_id)
+        if opts is not None and opts.force and task_status(data.get("State")) in LIVE_STATUSES:
+            with contextlib.suppress(errors.FailedPrecondition):
+                self.api.container_kill(data["Id"], "SIGKILL")
+            self.wait_stopped(data["Id"], KILL_WAIT)
+
+
 class AppleService(DockerService):
     """The Service contract on Apple Container, through a supervised socktainer."""
 
     backend = "apple"
     exec_hang_grace: Optional[float] = 2.0
+    stop_part = SocktainerStopPart
 
     def __init__(self, config: Optional[AppleServiceConfig] = None, *, api_version: str = "") -> None:
         self.config = config or AppleServiceConfig()
@@ -228,32 +256,11 @@ class AppleService(DockerService):
         finally:
             self.api.close()
 
-    # -- socktainer's behaviour ---------------------------------------------------------------------
-    def _stop(self, cid: str, container_id: str, opts: StopTaskOptions, timeout: float) -> None:
-        seconds = max(0, math.ceil(timeout))
-        try:
-            self.api.container_stop(cid, t=seconds, signal=signal_name(opts.signal))  # 304: stopped already
-        except errors.CtrError as exc:
-            if not opts.force:
-                raise
-            log.debug("stop of %s failed (%s): killing it", container_id, exc)
-            with contextlib.suppress(errors.FailedPrecondition):
-                self.api.container_kill(cid, "SIGKILL")
-        if task_status(self.api.container_inspect(cid).get("State")) not in LIVE_STATUSES:
-            return
-        self._escalate_stop(cid, container_id, f"{seconds}s of {signal_name(opts.signal)}", opts.force)
-
+    # -- socktainer's behaviour (stopping: SocktainerStopPart) ----------------------------------------
     def delete_container(self, id: str, opts: Optional[DeleteContainerOptions] = None) -> None:
         opts = opts or DeleteContainerOptions()
         data = self.names.resolve(id)
         self.api.container_remove(data["Id"], force=True, volumes=opts.cleanup_snapshot)
-
-    def delete_task(self, container_id: str, opts: Optional[DeleteTaskOptions] = None) -> None:
-        data = self.names.resolve(container_id)
-        if opts is not None and opts.force and task_status(data.get("State")) in LIVE_STATUSES:
-            with contextlib.suppress(errors.FailedPrecondition):
-                self.api.container_kill(data["Id"], "SIGKILL")
-            self._wait_stopped(data["Id"], KILL_WAIT)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -273,4 +280,4 @@ for _name in (*SERVICE_METHODS, "kill_task", "wait_task", "logs", "iter_logs", "
     setattr(AppleService, _name, _supervised(getattr(AppleService, _name)))
 
 
-__all__ = ["AppleService", "AppleServiceConfig", "SocktainerSupervisor"]
+__all__ = ["AppleService", "AppleServiceConfig", "SocktainerStopPart", "SocktainerSupervisor"]

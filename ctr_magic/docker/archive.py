@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .. import errors
 from ..copying import Progress, local_target, tar_stream, tree_size, unpack
+
+if TYPE_CHECKING:
+    from .api import EngineAPI
+    from .names import ContainerNames
 
 #: Go's os.ModeDir, as Docker reports it in the path stat.
 _GO_MODE_DIR = 1 << 31
 
 
-class DockerFilesMixin:
-    """The Copying feature on the Engine API (mixed into DockerService)."""
+class FilesPart:
+    """The Copying feature on the Engine API (a part of DockerService)."""
 
-    api: Any
+    def __init__(self, api: EngineAPI, names: ContainerNames) -> None:
+        self.api = api
+        self.names = names
 
     def _path_stat(self, cid: str, container_id: str, path: str) -> Optional[dict[str, Any]]:
         try:
@@ -27,7 +33,7 @@ class DockerFilesMixin:
     def copy_from_container(self, container_id: str, path: str, dest: str, *,
                             progress: Optional[Progress] = None) -> int:
         """Copy *path* (file or directory) out of the container to the local *dest*; the bytes moved."""
-        cid = self.names.target(container_id)  # type: ignore[attr-defined]
+        cid = self.names.target(container_id)
         found = self._path_stat(cid, container_id, path)
         if found is None:
             raise errors.NotFound(f"{path} does not exist in container {container_id}")
@@ -47,7 +53,7 @@ class DockerFilesMixin:
         local = os.path.abspath(os.path.expanduser(source))
         if not os.path.lexists(local):
             raise errors.NotFound(f"local path {source} does not exist")
-        cid = self.names.target(container_id)  # type: ignore[attr-defined]
+        cid = self.names.target(container_id)
         found = self._path_stat(cid, container_id, path)
         if found is not None and int(found.get("mode") or 0) & _GO_MODE_DIR:
             directory, name = path, os.path.basename(local.rstrip("/"))
@@ -63,4 +69,4 @@ class DockerFilesMixin:
         return tree_size(local)
 
 
-__all__ = ["DockerFilesMixin"]
+__all__ = ["FilesPart"]

@@ -11,26 +11,32 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from .. import errors
 from ..types import ExecTaskResult, ExecTaskSession
 from .exec import PipeSink, SocketStdin
 from .frames import STDERR, iter_frames
 
+if TYPE_CHECKING:
+    from .api import EngineAPI
+    from .names import ContainerNames
+
 log = logging.getLogger(__name__)
 
 _JOIN = 5.0
 
 
-class DockerAttachMixin:
-    """The Attaching feature on the Engine API (mixed into DockerService)."""
+class AttachPart:
+    """The Attaching feature on the Engine API (a part of DockerService)."""
 
-    api: Any
+    def __init__(self, api: EngineAPI, names: ContainerNames) -> None:
+        self.api = api
+        self.names = names
 
     def start_attached(self, container_id: str, *, stdin: bool = False, terminal: bool = False) -> ExecTaskSession:
         """Attach, start, and return at once a session over the container's own stdio."""
-        data = self.names.resolve(container_id)  # type: ignore[attr-defined]
+        data = self.names.resolve(container_id)
         cid = str(data["Id"])
         config = data.get("Config") or {}
         tty = bool(config.get("Tty"))
@@ -96,4 +102,4 @@ class DockerAttachMixin:
                                stderr=None if tty else err.reader, wait=wait, close=close)
 
 
-__all__ = ["DockerAttachMixin"]
+__all__ = ["AttachPart"]

@@ -5,17 +5,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal as _signal
-import sys
-import threading
-from collections.abc import Iterator
-from typing import Any, Optional
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, Optional, Union
 
 from .. import errors
-from ..constants import DEFAULT_STOP_TIMEOUT
+from ..copying import Progress
 from ..limits import ResourceLimits
 from ..monitoring import EventStream, StatsSample
-from ..reference import match_stored_name, parse_reference
-from ..stdio import WriterSink
+from ..reference import parse_reference
+from ..registry.options import RegistryOptions
 from ..taskfilter import compile_task_filter
 from ..types import (
     ContainerInfo,
@@ -27,6 +25,7 @@ from ..types import (
     ExecTaskResult,
     ExecTaskSession,
     ImageInfo,
+    LayerProgress,
     ListTasksOptions,
     MountInfo,
     NetworkSetupRequest,
@@ -35,48 +34,51 @@ from ..types import (
     StartTaskOptions,
     StopTaskOptions,
     TaskInfo,
-    TaskStatus,
 )
 from . import limits
 from .api import EngineAPI, socket_from_env
-from .archive import DockerFilesMixin
-from .attach import DockerAttachMixin
-from .convert import (
-    DockerVersion,
-    container_info,
-    container_summary,
-    image_info,
-    image_summaries,
-    task_info,
-    task_status,
-)
-from .exec import ExecProcess, attach_stdio, start_feeder, streaming_session
+from .archive import FilesPart
+from .attach import AttachPart
+from .convert import DockerVersion, container_info, container_summary, task_info
+from .exec import attach_stdio
+from .execpart import ExecPart
+from .images import ImagesPart
 from .names import ContainerNames, check_name
-from .progress import PullProgress
-from .requests import create_body, exec_body, require, signal_name
-from .transfer import DockerTransferMixin, registry_auth_header
+from .requests import create_body, require, signal_name
+from .stopping import StopPart
+from .transfer import TransferPart
 
 log = logging.getLogger(__name__)
 
-LIVE_STATUSES = (TaskStatus.RUNNING, TaskStatus.PAUSED)
-KILL_WAIT = 30.0  # how long to wait for the exit after SIGKILL
 
-
-class DockerService(DockerTransferMixin, DockerAttachMixin, DockerFilesMixin):
+class DockerService:
     """The Service contract over the Engine API. ``DockerService.connect(socket)`` is the way in.
 
-    Beyond the contract (see :mod:`ctr_magic.features`): tag, push, import/export and commit
-    (:mod:`.transfer`), attached start (:mod:`.attach`), copying files (:mod:`.archive`)."""
+    A thin front over the parts made in ``__init__``: images (:mod:`.images`), stopping
+    (:mod:`.stopping`), exec (:mod:`.execpart`) and, beyond the contract (see
+    :mod:`ctr_magic.features`), tag, push, import/export and commit (:mod:`.transfer`), attached
+    start (:mod:`.attach`) and copying files (:mod:`.archive`)."""
 
     backend = "docker"
     namespace = ""  # the Engine API has no namespaces
     #: Seconds an exec stream may stay open after the process exited (None: wait for the daemon).
     exec_hang_grace: Optional[float] = None
+    #: The stopping part's class (AppleService brings socktainer's).
+    stop_part: type[StopPart] = StopPart
 
     def __init__(self, api: EngineAPI, *, exec_exit_deadline: float = 10.0) -> None:
         self.api = api
         self.names = ContainerNames(api)
         self.exec_exit_deadline = exec_exit_deadline
+        self.images = ImagesPart(api)
+        self.stopping = self.stop_part(api, self.names)
+        self.execs = ExecPart(api, self.names, self._exec_timing)
+        self.transfer = TransferPart(api, self.images, self.names)
+        self.attacher = AttachPart(api, self.names)
+        self.files = FilesPart(api, self.names)
+
+    def _exec_timing(self) -> tuple[float, Optional[float]]:
+        return self.exec_exit_deadline, self.exec_hang_grace
 
     @classmethod
     def connect(
@@ -136,44 +138,50 @@ class DockerService(DockerTransferMixin, DockerAttachMixin, DockerFilesMixin):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- images -------------------------------------------------------------------------------------
+    # -- images (ImagesPart, TransferPart) -----------------------------------------------------------
+    @property
+    def registry_options(self) -> RegistryOptions:
+        return self.images.registry_options
+
+    @registry_options.setter
+    def registry_options(self, options: RegistryOptions) -> None:
+        self.images.registry_options = options
+
     def pull_image(self, ref: str, opts: Optional[PullImageOptions] = None) -> ImageInfo:
-        opts = opts or PullImageOptions()
-        parsed = parse_reference(ref)
-        full = str(parsed)
-        if not opts.unpack or opts.snapshotter:
-            log.debug("%s: Docker always unpacks into its own storage driver", full)
-        progress = PullProgress(full, opts.progress)
-        self.api.image_pull(parsed.name, parsed.digest or parsed.tag, platform=opts.platform,
-                            on_event=progress, what=f"pulling image {full}",
-                            auth=registry_auth_header(parsed.domain, self.registry_options))
-        lookup = f"{parsed.name}@{parsed.digest}" if parsed.digest else full
-        return image_info(self.api.image_inspect(lookup), name=full)
+        return self.images.pull_image(ref, opts)
 
     def get_image(self, ref: str) -> ImageInfo:
-        require(ref, "image reference", "give a name such as busybox:latest")
-        full = str(parse_reference(ref))
-        try:
-            return image_info(self.api.image_inspect(full), name=full)
-        except errors.NotFound:
-            pass
-        names = [info.name for info in self.list_images()]
-        found = match_stored_name(ref, names)
-        if found is None:
-            raise errors.NotFound(f"image {ref} not found", hint="pull it first, or check list_images()")
-        return image_info(self.api.image_inspect(found), name=found)
+        return self.images.get_image(ref)
 
     def list_images(self) -> list[ImageInfo]:
-        out: list[ImageInfo] = []
-        for entry in self.api.images():
-            out.extend(image_summaries(entry))
-        return sorted(out, key=lambda info: info.name)
+        return self.images.list_images()
 
     def delete_image(self, ref: str, opts: Optional[DeleteImageOptions] = None) -> None:
-        # Docker deletes synchronously, so DeleteImageOptions.synchronous needs nothing more.
-        parsed = parse_reference(ref)
-        name = f"{parsed.name}@{parsed.digest}" if parsed.digest else str(parsed)
-        self.api.image_remove(name)
+        self.images.delete_image(ref, opts)
+
+    def tag_image(self, src: str, dst: str) -> ImageInfo:
+        """Give the image *src* the name *dst* (``POST /images/{name}/tag``)."""
+        return self.transfer.tag_image(src, dst)
+
+    def push_image(self, ref: str, *, dest: str = "",
+                   progress: Optional[Callable[[LayerProgress], None]] = None) -> str:
+        """Push *ref* (as *dest* when given: tagged first); returns the manifest digest the registry has."""
+        return self.transfer.push_image(ref, dest=dest, progress=progress)
+
+    def import_image(self, source: Union[str, BinaryIO], *, name: str = "", unpack: bool = True) -> list[ImageInfo]:
+        """Load a ``docker save`` or OCI-layout tar (path or binary file); *name* tags an unnamed image."""
+        return self.transfer.import_image(source, name=name, unpack=unpack)
+
+    def export_image(self, refs: list[str], dest: Union[str, BinaryIO]) -> None:
+        """Write *refs* into one tar (``GET /images/get``) that `docker load` and containerd import."""
+        self.transfer.export_image(refs, dest)
+
+    def commit_container(self, container_id: str, image_ref: str, *, cmd: Optional[list[str]] = None,
+                         env: Optional[list[str]] = None, message: str = "", replace: bool = False,
+                         author: str = "") -> ImageInfo:
+        """``POST /commit``: the container's files as image *image_ref*; *cmd*/*env* become its changes."""
+        return self.transfer.commit_container(container_id, image_ref, cmd=cmd, env=env, message=message,
+                                              replace=replace, author=author)
 
     # -- containers ---------------------------------------------------------------------------------
     def create_container(self, req: CreateContainerRequest) -> ContainerInfo:
@@ -245,57 +253,15 @@ class DockerService(DockerTransferMixin, DockerAttachMixin, DockerFilesMixin):
             target = self.names.target(container_id)  # one inspect at most (hex-only names)
         self.api.container_start(target)
 
-    def _live_id(self, container_id: str) -> Optional[str]:
-        """The full id of a container whose task is alive, or None when there is nothing to stop."""
-        data = self.names.resolve(container_id)
-        return data["Id"] if task_status(data.get("State")) in LIVE_STATUSES else None
+    def start_attached(self, container_id: str, *, stdin: bool = False, terminal: bool = False) -> ExecTaskSession:
+        """Attach, start, and return at once a session over the container's own stdio."""
+        return self.attacher.start_attached(container_id, stdin=stdin, terminal=terminal)
 
     def stop_container(self, container_id: str, opts: Optional[StopTaskOptions] = None) -> None:
-        opts = opts or StopTaskOptions()
-        cid = self._live_id(container_id)
-        if cid is None:
-            return
-        self._stop(cid, container_id, opts, DEFAULT_STOP_TIMEOUT if opts.timeout is None else opts.timeout)
-
-    def _stop(self, cid: str, container_id: str, opts: StopTaskOptions, timeout: float) -> None:
-        """Stop the live container *cid*: the signal, *timeout* seconds, then :meth:`_escalate_stop`."""
-        name = signal_name(opts.signal)
-        with contextlib.suppress(errors.FailedPrecondition):  # it stopped on its own meanwhile
-            self.api.container_kill(cid, name)
-        if self._wait_stopped(cid, timeout):
-            return
-        self._escalate_stop(cid, container_id, f"{timeout:g}s of {name}", opts.force)
-
-    def _escalate_stop(self, cid: str, container_id: str, waited: str, force: bool) -> None:
-        """The container outlived the stop signal: TaskStopTimeout, or with *force* SIGKILL and wait."""
-        if not force:
-            raise errors.TaskStopTimeout(
-                f"container {container_id} did not stop within {waited}",
-                hint="stop it with force=True to send SIGKILL after the timeout",
-            )
-        with contextlib.suppress(errors.FailedPrecondition):
-            self.api.container_kill(cid, "SIGKILL")
-        if not self._wait_stopped(cid, KILL_WAIT):
-            raise errors.TaskStopTimeout(f"container {container_id} did not stop within {KILL_WAIT:g}s of SIGKILL")
-
-    def _wait_stopped(self, cid: str, timeout: float) -> bool:
-        try:
-            self.api.container_wait(cid, condition="not-running", timeout=max(timeout, 0.001))
-            return True
-        except errors.Interrupted:
-            return task_status(self.api.container_inspect(cid).get("State")) not in LIVE_STATUSES
+        self.stopping.stop_container(container_id, opts)
 
     def delete_task(self, container_id: str, opts: Optional[DeleteTaskOptions] = None) -> None:
-        opts = opts or DeleteTaskOptions()
-        data = self.names.resolve(container_id)
-        if task_status(data.get("State")) not in LIVE_STATUSES:
-            return  # Docker keeps no task object to delete
-        if not opts.force:
-            raise errors.FailedPrecondition(
-                f"the task of container {container_id} is running", hint="stop it first, or use force=True"
-            )
-        self.stop_container(container_id, StopTaskOptions(signal=int(_signal.SIGKILL), timeout=KILL_WAIT,
-                                                          force=True))
+        self.stopping.delete_task(container_id, opts)
 
     def get_task_info(self, container_id: str) -> TaskInfo:
         return task_info(self.names.resolve(container_id))
@@ -378,54 +344,22 @@ class DockerService(DockerTransferMixin, DockerAttachMixin, DockerFilesMixin):
         return stats(self.api, self.names.resolve(container_id), container_id)
 
     # -- exec ---------------------------------------------------------------------------------------
-    def _exec(self, container_id: str, req: ExecTaskRequest, *, attach_stdin: bool) -> ExecProcess:
-        require(container_id, "container id")
-        if not req.args or not str(req.args[0]).strip():
-            raise errors.InvalidArgument(f"exec in container {container_id}: args are empty",
-                                         hint="give the command to run, e.g. ['sh', '-c', 'echo hi']")
-        target = self.names.target(container_id)
-        body = exec_body(req, attach_stdin=attach_stdin)
-        try:
-            exec_id = self.api.exec_create(target, body)
-        except errors.FailedPrecondition as exc:  # not running, or paused
-            detail = exc.message.rsplit(": ", 1)[-1]
-            raise errors.FailedPrecondition(f"exec in container {container_id}: {detail}",
-                                            hint="start it first (start_container)") from None
-        conn = self.api.exec_start(exec_id, tty=bool(req.terminal))
-        return ExecProcess(self.api, container_id, exec_id, conn, tty=bool(req.terminal), args=list(body["Cmd"]),
-                           exit_deadline=self.exec_exit_deadline, hang_grace=self.exec_hang_grace)
-
     def exec_task(self, container_id: str, req: ExecTaskRequest) -> ExecTaskResult:
-        process = self._exec(container_id, req, attach_stdin=req.stdin is not None)
-        feeder: Optional[threading.Thread] = None
-        out = WriterSink(req.stdout if req.stdout is not None else (sys.stdout if req.use_stdio else None))
-        err = WriterSink(req.stderr if req.stderr is not None else (sys.stderr if req.use_stdio else None))
-        try:
-            if req.stdin is not None:
-                feeder = start_feeder(process, req.stdin)
-            process.pump(out, err)
-            if isinstance(process.error, KeyboardInterrupt):
-                raise process.error
-            if process.error is not None:  # the caller's writer failed: nobody reads the rest
-                process.kill()
-                raise process.error
-            out.finish()
-            err.finish()
-            return ExecTaskResult(exit_code=process.exit_code())
-        except KeyboardInterrupt:
-            process.kill()
-            raise
-        finally:
-            process.close()
-            if feeder is not None:
-                feeder.join(5.0)
+        return self.execs.exec_task(container_id, req)
 
     def exec_task_streaming(self, container_id: str, req: ExecTaskRequest) -> ExecTaskSession:
-        process = self._exec(container_id, req, attach_stdin=True)
-        session = streaming_session(process)
-        if req.stdin is not None:
-            start_feeder(process, req.stdin)
-        return session
+        return self.execs.exec_task_streaming(container_id, req)
+
+    # -- files (FilesPart, features.Copying) ---------------------------------------------------------
+    def copy_from_container(self, container_id: str, path: str, dest: str, *,
+                            progress: Optional[Progress] = None) -> int:
+        """Copy *path* (file or directory) out of the container to the local *dest*; the bytes moved."""
+        return self.files.copy_from_container(container_id, path, dest, progress=progress)
+
+    def copy_to_container(self, container_id: str, source: str, path: str, *,
+                          progress: Optional[Progress] = None) -> int:
+        """Copy the local *source* (file or directory) to *path* in the container; the bytes moved."""
+        return self.files.copy_to_container(container_id, source, path, progress=progress)
 
     # -- network ------------------------------------------------------------------------------------
     def setup_network(self, req: NetworkSetupRequest) -> None:

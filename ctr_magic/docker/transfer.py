@@ -18,7 +18,7 @@ import os
 import re
 import tarfile
 from collections.abc import Callable, Iterator
-from typing import IO, Any, BinaryIO, Optional, Union
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Optional, Union
 
 from .. import errors
 from ..reference import normalize, parse_reference
@@ -26,6 +26,11 @@ from ..registry.dockerconfig import load_credentials
 from ..registry.options import Credentials, RegistryOptions, host_name
 from ..types import ImageInfo, LayerProgress
 from .convert import image_info
+
+if TYPE_CHECKING:
+    from .api import EngineAPI
+    from .images import ImagesPart
+    from .names import ContainerNames
 
 log = logging.getLogger(__name__)
 
@@ -61,25 +66,16 @@ def registry_auth_header(host: str, options: RegistryOptions) -> str:
     return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
 
 
-class DockerTransferMixin:
-    """Tagging, Pushing, ImageArchives and Committing on the Engine API (mixed into DockerService)."""
+class TransferPart:
+    """Tagging, Pushing, ImageArchives and Committing on the Engine API (a part of DockerService)."""
 
-    api: Any
-    _registry_options: Optional[RegistryOptions] = None
-
-    @property
-    def registry_options(self) -> RegistryOptions:
-        if self._registry_options is None:
-            self._registry_options = RegistryOptions.from_env()
-        return self._registry_options
-
-    @registry_options.setter
-    def registry_options(self, options: RegistryOptions) -> None:
-        self._registry_options = options
+    def __init__(self, api: EngineAPI, images: ImagesPart, names: ContainerNames) -> None:
+        self.api = api
+        self.images = images
+        self.names = names
 
     def _stored_name(self, ref: str) -> str:
-        """The name under which the daemon has *ref* (NotFound naming it when it has none)."""
-        return self.get_image(ref).name  # type: ignore[attr-defined,no-any-return]
+        return self.images.stored_name(ref)
 
     # -- tag ---------------------------------------------------------------------------------------
     def tag_image(self, src: str, dst: str) -> ImageInfo:
@@ -113,7 +109,7 @@ class DockerTransferMixin:
             _push_progress(full, event, progress)
 
         self.api.image_push(target.name, target.tag or "latest",
-                            auth=registry_auth_header(target.domain, self.registry_options), on_event=on_event,
+                            auth=registry_auth_header(target.domain, self.images.registry_options), on_event=on_event,
                             what=f"pushing image {full}")
         return digest
 
@@ -177,7 +173,7 @@ class DockerTransferMixin:
             if "=" not in item:
                 raise errors.InvalidArgument(f"commit_container: env entry {item!r} is not KEY=VALUE")
             changes.append(f"ENV {item}")
-        cid = self.names.target(container_id)  # type: ignore[attr-defined]
+        cid = self.names.target(container_id)
         self.api.commit(cid, target.name, target.tag or "latest", comment=message, author=author, changes=changes)
         return image_info(self.api.image_inspect(full), name=full)
 
@@ -286,4 +282,4 @@ def _with_member(handle: IO[bytes], name: str, data: bytes) -> Iterator[bytes]:
     yield buffer.getvalue()
 
 
-__all__ = ["DockerTransferMixin", "registry_auth_header"]
+__all__ = ["TransferPart", "registry_auth_header"]
