@@ -1,6 +1,7 @@
-"""A real browser on a real JupyterLab: Debian's chromium driven by Playwright, a private server and daemon.
+"""A real browser on real Jupyter front ends: Debian's chromium driven by Playwright, a private server and daemon.
 
-The JupyterLab server listens on 127.0.0.1 (a free port, a random token) with its own config,
+The ``jupyter`` fixture runs once with JupyterLab 4 and once with Notebook 7 (the stock ipywidgets 8
+front end in both). Each server listens on 127.0.0.1 (a free port, a random token) with its own config,
 data, runtime and IPython directories and its own CTR_MAGIC_HOME, all under the test's temp dir;
 its kernels talk to this session's private containerd. Teardown stops the server (which shuts
 its kernels down) and makes sure no kernel of ours is left running.
@@ -84,8 +85,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class FrontEnd:
+    """How to start one Jupyter front end and where it opens a notebook."""
+
+    name: str
+    module: str
+    notebook_path: str  # URL path of a notebook, "{}" = its file name
+    options: tuple[str, ...] = ()
+
+
+FRONT_ENDS = {
+    "jupyterlab4": FrontEnd("jupyterlab4", "jupyterlab", "lab/tree/{}",
+                            ("--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")),
+    "notebook7": FrontEnd("notebook7", "notebook", "notebooks/{}"),
+}
+
+
 @dataclass
 class Lab:
+    front_end: FrontEnd
     url: str
     token: str
     root: Path
@@ -96,6 +115,9 @@ class Lab:
 
     def page_url(self, path: str) -> str:
         return f"{self.url}/{path}?token={self.token}"
+
+    def notebook_url(self, name: str) -> str:
+        return self.page_url(self.front_end.notebook_path.format(name))
 
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
@@ -120,19 +142,21 @@ def _wait_serving(lab: Lab) -> None:
     deadline = time.monotonic() + SERVER_START_DEADLINE
     while time.monotonic() < deadline:
         if lab.process.poll() is not None:
-            raise AssertionError(f"JupyterLab exited with {lab.process.returncode}:\n{lab.log_tail()}")
+            raise AssertionError(f"{lab.front_end.name} exited with {lab.process.returncode}:\n{lab.log_tail()}")
         with contextlib.suppress(OSError), \
                 urllib.request.urlopen(f"{lab.url}/api/status?token={lab.token}", timeout=2) as resp:
             if resp.status == 200:
                 return
         time.sleep(0.2)
-    raise AssertionError(f"JupyterLab did not serve within {SERVER_START_DEADLINE:.0f}s:\n{lab.log_tail()}")
+    raise AssertionError(f"{lab.front_end.name} did not serve within {SERVER_START_DEADLINE:.0f}s:\n{lab.log_tail()}")
 
 
-@pytest.fixture(scope="session")
-def lab(browser_env: EnvironmentInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """A JupyterLab server of our own; stopped (with its kernels) at teardown."""
-    base = tmp_path_factory.mktemp("lab")
+@pytest.fixture(scope="session", params=sorted(FRONT_ENDS))
+def jupyter(request: pytest.FixtureRequest, browser_env: EnvironmentInfo,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A JupyterLab 4 or Notebook 7 server of our own; stopped (with its kernels) at teardown."""
+    front_end = FRONT_ENDS[request.param]
+    base = tmp_path_factory.mktemp(front_end.name)
     dirs = {name: base / name for name in ("root", "config", "data", "runtime", "ipython", "home")}
     for path in dirs.values():
         path.mkdir()
@@ -155,15 +179,14 @@ def lab(browser_env: EnvironmentInfo, tmp_path_factory: pytest.TempPathFactory) 
         "CTR_MAGIC_NAMESPACE": namespace,
         "CTR_MAGIC_BACKEND": "containerd",
     }
-    log_path = base / "jupyterlab.log"
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+    log_path = base / f"{front_end.name}.log"
+    cmd = [sys.executable, "-m", front_end.module, "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={dirs['root']}",
-           "--ServerApp.port_retries=0", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-           "jupyterlab.NeverCheckForUpdate"]
+           "--ServerApp.port_retries=0", *front_end.options]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
-    lab = Lab(f"http://127.0.0.1:{port}", token, dirs["root"], dirs["runtime"], namespace, process, log_path)
+    lab = Lab(front_end, f"http://127.0.0.1:{port}", token, dirs["root"], dirs["runtime"], namespace, process, log_path)
     try:
         _wait_serving(lab)
         yield lab
@@ -186,7 +209,7 @@ def _stop(lab: Lab) -> None:
     for pid in _kernel_pids(lab.runtime_dir):  # a kernel the server failed to stop: ours, by pid
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    assert not _kernel_pids(lab.runtime_dir), "a kernel of the test's JupyterLab is still running"
+    assert not _kernel_pids(lab.runtime_dir), f"a kernel of the test's {lab.front_end.name} is still running"
 
 
 def _remove_namespace(env: EnvironmentInfo, namespace: str) -> None:
