@@ -216,7 +216,9 @@ class ContainersPart:
         except BaseException:
             undo.run()
             raise
-        lease.delete()
+        release = _Undo(self.client)  # a containerd kill right now must not leave the lease behind
+        release.add(f"lease {lease.id}", lease.delete)
+        release.run()
         if existing is None:
             log.info("created container %s from %s", req.id, image.name)
         else:
