@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 #: What a view needs to know about a change, across backends (containerd topic / Docker action).
 ACTIONS = ("create", "update", "delete", "start", "exit", "pause", "resume", "oom", "task-delete")
+#: The action of an event with no container: the stream resubscribed after the daemon restarted and
+#: changes made meanwhile were not delivered; list everything again.
+RESYNC = "resync"
 #: cgroup "no limit" values are near 2**63; anything above this counts as unlimited.
 UNLIMITED = 1 << 60
 _JOIN_TIMEOUT = 5.0
@@ -157,4 +160,4 @@ class EventStream:
         self.close()
 
 
-__all__ = ["ACTIONS", "ContainerEvent", "EventStream", "StatsSample", "cpu_percent", "effective_limit"]
+__all__ = ["ACTIONS", "RESYNC", "ContainerEvent", "EventStream", "StatsSample", "cpu_percent", "effective_limit"]

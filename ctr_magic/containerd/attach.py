@@ -21,6 +21,7 @@ from ..types import ExecTaskResult, ExecTaskSession
 from .exec import wait_answered, with_runtime_reason
 from .fifo import FifoReader, FifoSet, FifoWriter
 from .grpc_errors import map_rpc_error
+from .interrupts import deferred_interrupts
 from .pb import tasks_pb2
 from .runtime_base import Runtime
 from .tasks import TasksPart
@@ -56,7 +57,8 @@ class AttachPart:
         wait_future: Any = None
         try:
             try:
-                tasks._create_task(request)
+                with deferred_interrupts():  # why: TasksPart._discard_task
+                    tasks._create_task(request)
             except errors.FailedPrecondition:
                 raise  # running already: that task is not ours to remove
             except BaseException:
@@ -66,8 +68,9 @@ class AttachPart:
                                                          metadata=runtime.client.metadata())
             what = f"cannot start container {container_id!r}"
             try:
-                runtime.client.call(runtime.tasks_stub.Start, tasks_pb2.StartRequest(container_id=container_id),
-                                    what=what)
+                with deferred_interrupts():
+                    runtime.client.call(runtime.tasks_stub.Start,
+                                        tasks_pb2.StartRequest(container_id=container_id), what=what)
             except BaseException as exc:
                 tasks._discard_task(container_id)
                 if isinstance(exc, errors.CtrError):

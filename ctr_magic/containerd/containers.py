@@ -197,8 +197,9 @@ class ContainersPart:
         undo = _Undo(self.client)
         spec_in = req.spec or ContainerSpec()
         try:
-            lease = Lease(self.client, "create", expire=CREATE_LEASE_EXPIRY_SECONDS).create()
-            undo.add(f"lease {lease.id}", lease.delete)
+            lease = Lease(self.client, "create", expire=CREATE_LEASE_EXPIRY_SECONDS)
+            undo.add(f"lease {lease.id}", lease.delete)  # before create(): a Ctrl-C right after it lands here
+            lease.create()
             if existing is None:
                 mounts = self._prepare_from_image(snapshotter, key, image, lease.id, undo, explicit=explicit)
             elif existing.committed:
@@ -215,7 +216,9 @@ class ContainersPart:
         except BaseException:
             undo.run()
             raise
-        lease.delete()
+        release = _Undo(self.client)  # a containerd kill right now must not leave the lease behind
+        release.add(f"lease {lease.id}", lease.delete)
+        release.run()
         if existing is None:
             log.info("created container %s from %s", req.id, image.name)
         else:

@@ -24,6 +24,7 @@ from ..constants import CONFIG_MEDIA_TYPES, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TY
 from .client import ContainerdClient
 from .gclabels import is_layer_type
 from .grpc_errors import map_rpc_error
+from .interrupts import deferred_interrupts
 from .pb import content_pb2, content_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,12 @@ class BlobWriter:
         self._requests.put(request)
 
     def _recv(self) -> content_pb2.WriteContentResponse:
+        # Ctrl-C waits for containerd's answer (it comes in milliseconds, or the stream fails): raised
+        # inside the stream's own condition wait it could leave a gRPC lock held and hang the channel
+        # (soak: commit:2049013, list_leases then hung in channel_spin).
         try:
-            return next(self._call)
+            with deferred_interrupts():
+                return next(self._call)
         except StopIteration:
             raise errors.CtrError(f"writing {self.ref}: containerd closed the write stream early") from None
 
@@ -137,7 +142,8 @@ class BlobWriter:
         delay = 0.01
         while True:
             self._requests = queue.SimpleQueue()
-            self._call = self._stub.Write(self._request_iter(), metadata=self._client.metadata(self.lease))
+            with deferred_interrupts():
+                self._call = self._stub.Write(self._request_iter(), metadata=self._client.metadata(self.lease))
             self._send(content_pb2.WriteContentRequest(action=STAT, ref=self.ref, total=self.size,
                                                        expected=self.digest))
             try:
@@ -218,13 +224,15 @@ class BlobWriter:
         """Stop the session from any thread; the writer's next step raises Interrupted."""
         self._cancelled.set()
         if self._call is not None:
-            self._call.cancel()
+            with deferred_interrupts():
+                self._call.cancel()
         self._requests.put(None)
 
     def _finish_stream(self) -> None:
         self._requests.put(None)
         if self._call is not None:
-            self._call.cancel()
+            with deferred_interrupts():
+                self._call.cancel()
 
     def abort(self) -> None:
         """Drop the partial ingest (idempotent; safe on any path)."""

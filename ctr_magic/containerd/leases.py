@@ -17,6 +17,7 @@ from typing import Optional
 from .. import errors
 from ..constants import LABEL_GC_EXPIRE, LABEL_PREFIX
 from .client import ContainerdClient
+from .interrupts import deferred_interrupts
 from .pb import leases_pb2, leases_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,11 @@ class Lease:
         until = datetime.now(timezone.utc) + timedelta(seconds=self.expire)
         labels = {LABEL_GC_EXPIRE: _rfc3339(until), LABEL_LEASE_PURPOSE: self.purpose}
         try:
-            self._client.call(self._stub.Create, leases_pb2.CreateRequest(id=self.id, labels=labels),
-                              what=f"creating lease {self.id}")
+            # Ctrl-C waits for containerd's answer: a Delete sent after a cancelled Create could reach
+            # containerd first (NotFound), and the Create then made the lease after all (soak: create:2028022).
+            with deferred_interrupts():
+                self._client.call(self._stub.Create, leases_pb2.CreateRequest(id=self.id, labels=labels),
+                                  what=f"creating lease {self.id}")
         except BaseException as exc:
             # Interrupted (or failed) after containerd may have made it: the cancel can arrive too late,
             # or containerd died after making it (then wait, bounded, for it to come back).

@@ -36,6 +36,7 @@ from ..types import (
 )
 from .exec import with_runtime_reason
 from .fifo import FifoSet, append_to_file, copy_in_background
+from .interrupts import deferred_interrupts
 from .pb import containers_pb2, task_pb2, tasks_pb2
 from .runtime_base import Runtime, check_id
 from .spec import to_json_bytes
@@ -135,7 +136,8 @@ class TasksPart:
         started = False
         try:
             try:
-                self._create_task(request)
+                with deferred_interrupts():  # see _discard_task: Ctrl-C lands once Create answered
+                    self._create_task(request)
             except errors.FailedPrecondition:
                 raise  # running already: that task is not ours to remove
             except BaseException:
@@ -143,7 +145,9 @@ class TasksPart:
                 raise
             what = f"cannot start container {container_id!r}"
             try:
-                self.client.call(self.tasks_stub.Start, tasks_pb2.StartRequest(container_id=container_id), what=what)
+                with deferred_interrupts():
+                    self.client.call(self.tasks_stub.Start, tasks_pb2.StartRequest(container_id=container_id),
+                                     what=what)
             except BaseException as exc:
                 self._discard_task(container_id)
                 if isinstance(exc, errors.CtrError):
@@ -161,16 +165,27 @@ class TasksPart:
         log.info("started container %s", container_id)
 
     def _discard_task(self, container_id: str) -> None:
-        """Remove a task we made but could not start (or were interrupted starting): nothing stays."""
+        """Remove a task we made but could not start (or were interrupted starting): nothing stays.
+
+        Create and Start run with Ctrl-C deferred until containerd answered: a Create cancelled while
+        the shim was starting left the shim's bundle directory behind (the soak's start trials), and
+        the next start then failed with "failed to start shim: mkdir ...: file exists". Both take
+        well under a second, so the deferral costs little; the interrupt lands right after, and this
+        removes the task containerd did make (its shim and bundle go with it).
+        """
         try:
-            process = self.runtime.task_process(container_id)
-            if process is None:
-                return
-            if process.status not in (task_pb2.STOPPED, task_pb2.CREATED):
-                self.runtime.kill_and_wait(container_id)
-            self.runtime.remove_task(container_id)
+            with deferred_interrupts():
+                self._discard_task_now(container_id)
         except Exception:
             log.warning("could not remove the task of %s after a failed start", container_id, exc_info=True)
+
+    def _discard_task_now(self, container_id: str) -> None:
+        process = self.runtime.task_process(container_id)
+        if process is None:
+            return
+        if process.status not in (task_pb2.STOPPED, task_pb2.CREATED):
+            self.runtime.kill_and_wait(container_id)
+        self.runtime.remove_task(container_id)
 
     def _rootfs_mounts(self, record: containers_pb2.Container) -> list[Any]:
         if not record.snapshot_key:

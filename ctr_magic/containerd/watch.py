@@ -19,7 +19,7 @@ from google.protobuf import any_pb2
 from .. import errors
 from .._proto.containerd.events import container_pb2 as container_events_pb2
 from ..constants import PROBE_TYPE_URL, TOPIC_SUBSCRIPTION_PROBE
-from ..monitoring import ContainerEvent, EventStream
+from ..monitoring import RESYNC, ContainerEvent, EventStream
 from .client import ContainerdClient
 from .pb import events_pb2, events_pb2_grpc, task_events_pb2
 from .task_events import quote_filter
@@ -27,6 +27,7 @@ from .task_events import quote_filter
 log = logging.getLogger(__name__)
 
 _READY_TIMEOUT = 10.0
+_RESUME_WITHIN = 600.0
 
 # topic -> (message class, our action, the field holding the container id)
 _TOPICS: dict[str, tuple[Any, str, str]] = {
@@ -62,12 +63,19 @@ def decode(topic: str, payload: bytes, stamp: float) -> Optional[ContainerEvent]
 
 
 class _Subscription:
-    """One Events.Subscribe call filtered to a namespace's container and task topics, plus the probe."""
+    """One Events.Subscribe call filtered to a namespace's container and task topics, plus the probe.
 
-    def __init__(self, client: ContainerdClient) -> None:
+    *resumed*: this one replaces a subscription a daemon restart broke; once it is confirmed live it
+    yields a ``resync`` event, the consumer's cue to list everything again (what changed while
+    nobody was subscribed is not replayed by containerd).
+    """
+
+    def __init__(self, client: ContainerdClient, *, resumed: bool = False) -> None:
         self._client = client
         self._token = secrets.token_hex(8).encode()
+        self._resumed = resumed
         self.ready = threading.Event()
+        self.confirmed = False  # our probe came back: the subscription is registered
         ns = quote_filter(client.namespace)
         filters = [
             f'namespace=={ns},topic~="^/(containers|tasks)/"',
@@ -80,8 +88,11 @@ class _Subscription:
         try:
             for envelope in self.call:
                 if envelope.topic == TOPIC_SUBSCRIPTION_PROBE:
-                    if envelope.event.value == self._token:
+                    if envelope.event.value == self._token and not self.confirmed:
+                        self.confirmed = True
                         self.ready.set()
+                        if self._resumed:
+                            yield ContainerEvent("", RESYNC, time.time())
                     continue
                 stamp = envelope.timestamp.seconds + envelope.timestamp.nanos / 1e9
                 event = decode(envelope.topic, envelope.event.value, stamp or time.time())
@@ -95,13 +106,13 @@ class _Subscription:
         finally:
             self.ready.set()
 
-    def confirm_live(self, stream: EventStream) -> None:
+    def confirm_live(self, stopped: Optional[threading.Event] = None) -> None:
         """Publish the probe until it comes back (one sent before the server registered us is lost)."""
         probe = events_pb2.PublishRequest(topic=TOPIC_SUBSCRIPTION_PROBE,
                                           event=any_pb2.Any(type_url=PROBE_TYPE_URL, value=self._token))
         deadline = time.monotonic() + _READY_TIMEOUT
         interval = 0.02
-        while not self.ready.is_set():
+        while not self.ready.is_set() and not (stopped is not None and stopped.is_set()):
             self._client.call(self._stub.Publish, probe, what="probing the events subscription",
                               timeout=_READY_TIMEOUT)
             if self.ready.wait(interval):
@@ -110,16 +121,79 @@ class _Subscription:
                 raise errors.Unavailable(f"containerd did not deliver events within {_READY_TIMEOUT:.0f}s",
                                          hint="is the daemon overloaded?")
             interval = min(interval * 2, 1.0)
-        if stream.error is not None:
-            raise stream.error
 
 
-def subscribe(client: ContainerdClient) -> EventStream:
-    """A live stream of the namespace's container events; close it to end its thread."""
-    subscription = _Subscription(client)
-    stream = EventStream(subscription.events(), subscription.call.cancel, name=f"ctr-events-{client.namespace}")
+class _ResumingEvents:
+    """The events of one subscription after another: a daemon restart ends one, the next starts once
+    containerd answers again (for up to *resume_within* seconds), its first event ``resync``."""
+
+    def __init__(self, client: ContainerdClient, resume_within: float) -> None:
+        self._client = client
+        self._resume_within = resume_within
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self.current = _Subscription(client)
+        self._was_live = False  # only a subscription that worked once is resumed
+
+    def mark_live(self) -> None:
+        self._was_live = True
+
+    def cancel(self) -> None:
+        self._closed.set()
+        with self._lock:
+            self.current.call.cancel()
+
+    def events(self) -> Iterator[ContainerEvent]:
+        while True:
+            try:
+                yield from self.current.events()
+                return  # cancelled: the stream was closed
+            except errors.Unavailable:
+                if not self._was_live or self._closed.is_set() or not self._wait_for_daemon():
+                    raise
+                log.info("containerd at %s is back: resubscribing to events", self._client.address)
+            with self._lock:
+                if self._closed.is_set():
+                    return
+                self.current = _Subscription(self._client, resumed=True)
+            prober = threading.Thread(target=self._confirm, args=(self.current,), daemon=True,
+                                      name=f"ctr-events-probe-{self._client.namespace}")
+            prober.start()
+
+    def _wait_for_daemon(self) -> bool:
+        deadline = time.monotonic() + self._resume_within
+        while not self._closed.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self._client.wait_until_reachable(min(left, 1.0)):
+                return not self._closed.is_set()
+        return False
+
+    def _confirm(self, subscription: _Subscription) -> None:
+        try:
+            subscription.confirm_live(self._closed)
+        except errors.CtrError:
+            log.warning("the resumed events subscription was not confirmed live", exc_info=True)
+            subscription.call.cancel()
+
+
+def subscribe(client: ContainerdClient, *, resume_within: float = _RESUME_WITHIN) -> EventStream:
+    """A live stream of the namespace's container events; close it to end its thread.
+
+    A containerd restart does not end it: it resubscribes once containerd is back (within
+    *resume_within* seconds, else the stream ends with the error) and then yields ``resync``.
+    """
+    source = _ResumingEvents(client, resume_within)
+    stream = EventStream(source.events(), source.cancel, name=f"ctr-events-{client.namespace}")
     try:
-        subscription.confirm_live(stream)
+        source.current.confirm_live()
+        if not source.current.confirmed:  # the subscription ended before it was live
+            for thread in stream.threads:
+                thread.join(_READY_TIMEOUT)
+            raise stream.error or errors.Unavailable(f"containerd at {client.address} ended the events subscription",
+                                                     hint="is it running? (`ctr-magic up`)")
+        source.mark_live()
     except BaseException:
         stream.close()
         raise

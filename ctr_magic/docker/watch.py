@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -17,7 +18,7 @@ from typing import Any, Optional
 from urllib.parse import urlencode
 
 from .. import errors
-from ..monitoring import ContainerEvent, EventStream, StatsSample, effective_limit
+from ..monitoring import RESYNC, ContainerEvent, EventStream, StatsSample, effective_limit
 from .api import EngineAPI
 from .transport import HijackedConnection
 
@@ -80,12 +81,70 @@ def _events(conn: HijackedConnection) -> Iterator[ContainerEvent]:
         conn.close()
 
 
-def subscribe(api: EngineAPI) -> EventStream:
-    """A live stream of the daemon's container events; close it to end its thread."""
-    params = {"since": f"{time.time():.9f}", "filters": json.dumps({"type": ["container"]})}
+def _open(api: EngineAPI, since: float) -> HijackedConnection:
+    params = {"since": f"{since:.9f}", "filters": json.dumps({"type": ["container"]})}
     path = api._path("/events") + "?" + urlencode(params)
-    conn = api.transport.hijack(path, None, what="subscribing to events", method="GET", upgrade=False)
-    return EventStream(_events(conn), conn.shutdown, name=f"docker-events-{id(conn):x}")
+    return api.transport.hijack(path, None, what="subscribing to events", method="GET", upgrade=False)
+
+
+class _ResumingEvents:
+    """``/events`` read over one connection after another: when dockerd goes away the response ends;
+    once it answers again (within *resume_within* seconds) the stream reopens, asking for the events
+    since the last one it saw, and yields ``resync`` (a restarted dockerd has lost its event log)."""
+
+    def __init__(self, api: EngineAPI, resume_within: float) -> None:
+        self._api = api
+        self._resume_within = resume_within
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._last = time.time()
+        self._conn = _open(api, self._last)
+
+    def cancel(self) -> None:
+        self._closed.set()
+        with self._lock:
+            self._conn.shutdown()
+
+    def events(self) -> Iterator[ContainerEvent]:
+        while True:
+            try:
+                for event in _events(self._conn):
+                    self._last = max(self._last, event.time)
+                    yield event
+            except OSError:
+                pass  # the connection broke: same as its end
+            if self._closed.is_set():
+                return
+            log.info("the Engine API event stream ended: waiting for dockerd to come back")
+            if not self._wait_for_daemon():
+                raise errors.Unavailable("the Docker daemon went away and did not come back within "
+                                         f"{self._resume_within:.0f}s; the event stream ended",
+                                         hint="start it again, then open a new view")
+            with self._lock:
+                if self._closed.is_set():
+                    return
+                self._conn = _open(self._api, self._last)
+            yield ContainerEvent("", RESYNC, time.time())
+
+    def _wait_for_daemon(self) -> bool:
+        deadline = time.monotonic() + self._resume_within
+        while not self._closed.is_set() and time.monotonic() < deadline:
+            try:
+                if self._api.ping(timeout=1.0):
+                    return not self._closed.is_set()
+            except errors.CtrError:
+                pass
+            self._closed.wait(0.2)
+        return False
+
+
+def subscribe(api: EngineAPI, *, resume_within: float = 600.0) -> EventStream:
+    """A live stream of the daemon's container events; close it to end its thread.
+
+    A dockerd restart does not end it: it reopens once dockerd answers and yields ``resync``.
+    """
+    source = _ResumingEvents(api, resume_within)
+    return EventStream(source.events(), source.cancel, name=f"docker-events-{id(source):x}")
 
 
 def _parse_read(stamp: str) -> float:

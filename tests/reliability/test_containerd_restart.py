@@ -3,6 +3,7 @@ adopts the running containers instead of killing them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -161,3 +162,36 @@ def test_logs_follow_resumes_across_a_restart(env: Environment, svc: DefaultServ
         assert text.endswith("line 39\nend\n"), text[-200:]
     finally:
         svc.delete_container(cid, DeleteContainerOptions(force=True))
+
+
+def test_event_stream_resumes_across_a_restart(env: Environment, svc: DefaultService,
+                                               images: dict[str, str]) -> None:
+    """Before: the stream ended with "went away" when containerd died and delivered nothing after."""
+    from ctr_magic.monitoring import RESYNC
+
+    svc.pull_image(images["busybox"])
+    cid = f"rel-events-{os.getpid()}"
+    stream = svc.container_events()
+    try:
+        kill_containerd(env)
+        restart(env)
+        assert _next_event(stream, lambda e: e.action == RESYNC, 60) is not None, \
+            f"no resync after the restart (stream error: {stream.error!r})"
+        svc.create_container(CreateContainerRequest(id=cid, image_ref=images["busybox"]))
+        created = _next_event(stream, lambda e: e.container_id == cid and e.action == "create", 30)
+        assert created is not None, f"the create after the restart did not arrive ({stream.error!r})"
+    finally:
+        stream.close()
+        with contextlib.suppress(errors.NotFound):
+            svc.delete_container(cid, DeleteContainerOptions(force=True))
+
+
+def _next_event(stream: object, wanted: object, timeout: float) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = stream.get(timeout=0.5)  # type: ignore[attr-defined]
+        if event is not None and wanted(event):  # type: ignore[operator]
+            return event
+        if stream.ended:  # type: ignore[attr-defined]
+            return None
+    return None

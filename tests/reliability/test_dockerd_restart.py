@@ -93,3 +93,40 @@ def _has_events_connection(env: Environment) -> bool:
     assert env.info is not None and env.info.dockerd_socket
     with open("/proc/net/unix") as fh:
         return sum(1 for line in fh if line.rstrip().endswith(env.info.dockerd_socket)) >= 2
+
+
+def test_event_stream_resumes_across_a_dockerd_restart(denv: Environment, docker: DockerService,
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Before: the /events response just ended when dockerd died; nothing after the restart arrived."""
+    import contextlib
+    import time
+
+    from ctr_magic.monitoring import RESYNC
+    from ctr_magic.testimages import publish_test_images
+    from ctr_magic.types import CreateContainerRequest, DeleteContainerOptions
+
+    assert denv.info is not None
+    image = publish_test_images(denv.info.registry_addr, work_dir=tmp_path_factory.mktemp("images"))["busybox"]
+    docker.pull_image(image)
+    cid = f"rel-docker-events-{os.getpid()}"
+    stream = docker.container_events()
+    try:
+        _kill_dockerd(denv)
+        denv.up()
+
+        def next_event(wanted: object, timeout: float) -> object:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not stream.ended:
+                event = stream.get(timeout=0.5)
+                if event is not None and wanted(event):  # type: ignore[operator]
+                    return event
+            return None
+
+        assert next_event(lambda e: e.action == RESYNC, 60) is not None, f"no resync ({stream.error!r})"
+        docker.create_container(CreateContainerRequest(id=cid, image_ref=image))
+        created = next_event(lambda e: e.container_id == cid and e.action == "create", 30)
+        assert created is not None, f"the create after the restart did not arrive ({stream.error!r})"
+    finally:
+        stream.close()
+        with contextlib.suppress(errors.NotFound):
+            docker.delete_container(cid, DeleteContainerOptions(force=True))

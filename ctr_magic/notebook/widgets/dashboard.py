@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from ... import features
 from ...errors import CtrError
+from ...monitoring import RESYNC
 from . import actions
 from .lifecycle import Displays, close_widgets
 from .rows import COLUMNS, STATUS_COLOURS, STATUSES, RowState, cells, html_table, read_row, text_table
@@ -215,12 +216,27 @@ class Dashboard:
         for event in self._stream:
             if self._stopping.is_set():
                 break
+            if event.action == RESYNC:  # the daemon restarted: changes meanwhile were not delivered
+                self._resync()
+                continue
             try:
                 self._refresh(event.container_id)
             except CtrError as exc:  # the daemon is busy or gone: say so, keep following
                 self._say(f"could not refresh {event.container_id}: {exc}", error=True)
         if self._stream.error is not None and not self._stopping.is_set():
             self._say(f"event stream ended: {self._stream.error}", error=True)
+
+    def _resync(self) -> None:
+        try:
+            known = {info.id for info in self.service.list_containers()}
+        except CtrError as exc:
+            self._say(f"could not list containers after the daemon came back: {exc}", error=True)
+            return
+        for cid in sorted(known | set(self.rows)):
+            try:
+                self._refresh(cid)
+            except CtrError as exc:
+                self._say(f"could not refresh {cid}: {exc}", error=True)
 
     def _sample(self, interval: float) -> None:
         stats = features.require(self.service, features.Stats)
