@@ -206,6 +206,14 @@ def unpack(chunks: Iterable[bytes], dest_dir: str, *, rename_top: str = "", prog
     return reader.count
 
 
+def local_source(source: str) -> str:
+    """The absolute path of a local file or directory to copy in; NotFound in one line when it is missing."""
+    local = os.path.abspath(os.path.expanduser(source))
+    if not os.path.lexists(local):
+        raise errors.NotFound(f"local path {source} does not exist")
+    return local
+
+
 def local_target(dest: str, source_name: str) -> tuple[str, str]:
     """(directory to unpack into, name of the top entry) for a copy to the local path *dest*.
 
@@ -223,4 +231,4 @@ def local_target(dest: str, source_name: str) -> tuple[str, str]:
     return parent, os.path.basename(dest)
 
 
-__all__ = ["local_target", "secure_join", "tar_stream", "tree_size", "unpack"]
+__all__ = ["local_source", "local_target", "secure_join", "tar_stream", "tree_size", "unpack"]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 from .. import errors
-from ..copying import Progress, local_target, secure_join, tar_stream, tree_size, unpack
+from ..copying import Progress, local_source, local_target, secure_join, tar_stream, tree_size, unpack
 from .pb import task_pb2
 from .runtime_base import Runtime, check_id
 
@@ -64,9 +64,7 @@ class CopyPart:
         An existing directory (or a path ending in ``/``) receives *source* under its own name;
         any other path is the new name, in a directory that must exist.
         """
-        local = os.path.abspath(os.path.expanduser(source))
-        if not os.path.lexists(local):
-            raise errors.NotFound(f"local path {source} does not exist")
+        local = local_source(source)
         with self._container_root(container_id, write=True) as root:
             host = secure_join(root, path)
             if os.path.isdir(host):

@@ -7,7 +7,7 @@ import posixpath
 from typing import TYPE_CHECKING, Any, Optional
 
 from .. import errors
-from ..copying import Progress, local_target, tar_stream, tree_size, unpack
+from ..copying import Progress, local_source, local_target, tar_stream, tree_size, unpack
 
 if TYPE_CHECKING:
     from .api import EngineAPI
@@ -50,9 +50,7 @@ class FilesPart:
         An existing directory (or a path ending in ``/``) receives *source* under its own name;
         any other path is the new name, in a directory that must exist.
         """
-        local = os.path.abspath(os.path.expanduser(source))
-        if not os.path.lexists(local):
-            raise errors.NotFound(f"local path {source} does not exist")
+        local = local_source(source)
         cid = self.names.target(container_id)
         found = self._path_stat(cid, container_id, path)
         if found is not None and int(found.get("mode") or 0) & _GO_MODE_DIR:

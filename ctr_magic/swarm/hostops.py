@@ -17,6 +17,8 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 
+from ..env import processes
+
 log = logging.getLogger(__name__)
 
 MNT_DETACH = 2
@@ -24,13 +26,8 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
+    """The environment's poll with a deadline, at the cluster's slower default pace."""
+    return processes.wait_until(predicate, timeout, interval)
 
 
 def alive(pid: int) -> bool:

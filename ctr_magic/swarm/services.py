@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 
 from .. import errors
 from ..docker.convert import parse_time
+from ..env.processes import wait_until
 from ..reference import parse_reference
 from .api import SwarmAPI
 from .nodes import SwarmNode, node_from_json
@@ -284,13 +285,7 @@ def merge_env(current: list[str], changes: list[str]) -> list[str]:
 
 
 def _poll(predicate: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
+    return wait_until(predicate, timeout, interval)
 
 
 __all__ = ["ClusterServices", "SwarmServiceInfo", "merge_env", "service_from_json"]
