@@ -64,6 +64,23 @@ def socket_from_env(socket: Optional[str] = None) -> str:
     return value
 
 
+
+def read_json_lines(resp: Any, what: str, kind: str, on_event: Optional[Callable[[JSON], None]]) -> None:
+    """Hand each JSON line of a streamed Engine answer (pull, push, load) to *on_event*; an error line raises."""
+    for line in resp.iter_lines():
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            log.debug("%s: not JSON: %r", kind, line)
+            continue
+        if event.get("error") or event.get("errorDetail"):
+            detail = event.get("errorDetail") or {}
+            raise stream_error(str(event.get("error") or detail.get("message", "")), what=what, kind=kind)
+        if on_event is not None:
+            on_event(event)
+
 class EngineAPI:
     """Endpoints of the Engine API over a unix socket. Thread-safe (httpx pools connections)."""
 
@@ -148,19 +165,7 @@ class EngineAPI:
         headers = {"X-Registry-Auth": auth} if auth else None
         with self.transport.stream("POST", self._path("/images/create"), params=params, what=what,
                                    kind="pull", headers=headers) as resp:
-            for line in resp.iter_lines():
-                if not line.strip():
-                    continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    log.debug("pull: not JSON: %r", line)
-                    continue
-                if event.get("error") or event.get("errorDetail"):
-                    detail = event.get("errorDetail") or {}
-                    raise stream_error(str(event.get("error") or detail.get("message", "")), what=what, kind="pull")
-                if on_event is not None:
-                    on_event(event)
+            read_json_lines(resp, what, "pull", on_event)
 
     def image_inspect(self, name: str) -> JSON:
         return json_body(self._call("GET", f"/images/{name}/json", what=f"inspecting image {name}", kind="image"), dict)
@@ -198,7 +203,7 @@ class EngineAPI:
         with self._served(what), self.transport.stream("POST", self._path(f"/images/{name}/push"),
                                                        params={"tag": tag}, headers=headers, what=what,
                                                        kind="image") as resp:
-            self._json_lines(resp, what, "push", on_event)
+            read_json_lines(resp, what, "push", on_event)
 
     def images_load(self, chunks: Iterator[bytes], *, what: str = "loading images") -> list[JSON]:
         """``POST /images/load`` with a tar (docker-save or OCI layout); the JSON lines it answered."""
@@ -206,7 +211,7 @@ class EngineAPI:
         with self._served(what), self.transport.stream(
                 "POST", self._path("/images/load"), params={"quiet": "1"}, content=chunks,
                 headers={"Content-Type": "application/x-tar"}, what=what, kind="image") as resp:
-            self._json_lines(resp, what, "load", events.append)
+            read_json_lines(resp, what, "load", events.append)
         return events
 
     @contextlib.contextmanager
@@ -227,22 +232,6 @@ class EngineAPI:
         what = f"committing container {container} as {repo}:{tag}"
         with self._served(what):
             return self._call("POST", "/commit", params=params, what=what, kind="container", timeout=None).json()
-
-    @staticmethod
-    def _json_lines(resp: Any, what: str, kind: str, on_event: Optional[Callable[[JSON], None]]) -> None:
-        for line in resp.iter_lines():
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                log.debug("%s: not JSON: %r", kind, line)
-                continue
-            if event.get("error") or event.get("errorDetail"):
-                detail = event.get("errorDetail") or {}
-                raise stream_error(str(event.get("error") or detail.get("message", "")), what=what, kind=kind)
-            if on_event is not None:
-                on_event(event)
 
     # -- container files (archive) ---------------------------------------------------------------------
     def archive_stat(self, container: str, path: str) -> JSON:
@@ -401,4 +390,4 @@ class EngineAPI:
         self.transport.close()
 
 
-__all__ = ["EngineAPI", "format_api_version", "parse_api_version", "socket_from_env"]
+__all__ = ["EngineAPI", "format_api_version", "parse_api_version", "read_json_lines", "socket_from_env"]

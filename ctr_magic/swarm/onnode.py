@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable
 from typing import Any, Optional
 
 from .. import errors
-from ..docker.api import EngineAPI
-from ..docker.errors import stream_error
+from ..docker.api import EngineAPI, read_json_lines
 from ..reference import parse_reference
 from ..types import LayerProgress
 
@@ -63,23 +61,18 @@ def push_from_engine(api: EngineAPI, ref: str, dest: str = "",
                               what=f"tagging {src} as {target}", kind="image")
     what = f"pushing {target}"
     digest = ""
+
+    def on_event(event: dict[str, Any]) -> None:
+        nonlocal digest
+        digest = str((event.get("aux") or {}).get("Digest") or digest)
+        detail = event.get("progressDetail") or {}
+        if progress is not None and event.get("id") and detail:
+            progress(LayerProgress(ref=str(target), digest=str(event["id"]), done=int(detail.get("current") or 0),
+                                   total=int(detail.get("total") or 0), state="uploading"))
+
     with api.transport.stream("POST", _path(api, f"/images/{target.name}/push"), params={"tag": target.tag or "latest"},
                               headers={"X-Registry-Auth": _NO_AUTH}, what=what, kind="pull") as resp:
-        for line in resp.iter_lines():
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("error") or event.get("errorDetail"):
-                detail = event.get("errorDetail") or {}
-                raise stream_error(str(event.get("error") or detail.get("message", "")), what=what, kind="pull")
-            digest = str((event.get("aux") or {}).get("Digest") or digest)
-            detail = event.get("progressDetail") or {}
-            if progress is not None and event.get("id") and detail:
-                progress(LayerProgress(ref=str(target), digest=str(event["id"]), done=int(detail.get("current") or 0),
-                                       total=int(detail.get("total") or 0), state="uploading"))
+        read_json_lines(resp, what, "pull", on_event)
     if not digest:
         raise errors.CtrError(f"{what}: the engine reported no digest", hint="check the registry's log")
     return digest
