@@ -110,6 +110,14 @@ def make_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Calla
         env.down()
 
 
+@pytest.fixture(scope="module")
+def dockerd(environment: EnvironmentInfo) -> EnvironmentInfo:
+    """The session environment with its private dockerd started (stopped by the environment's down())."""
+    info = Environment(environment.base_dir).up(with_docker=True)
+    assert info.dockerd_socket
+    return info
+
+
 @pytest.fixture(scope="session")
 def service(environment: EnvironmentInfo, namespace: str) -> Iterator[DefaultService]:
     """A DefaultService on the session environment, in the run's own namespace."""

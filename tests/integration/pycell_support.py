@@ -12,14 +12,14 @@ other's pickles.
 from __future__ import annotations
 
 import contextlib
-import io
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cell_support import Tee
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
@@ -115,24 +115,6 @@ def magic_shell(backend: Backend, base_dir: str, monkeypatch: pytest.MonkeyPatch
             if container.id not in before:
                 with contextlib.suppress(errors.CtrError):
                     backend.service.delete_container(container.id, DeleteContainerOptions(force=True))
-
-
-class Tee(io.TextIOBase):
-    """Stands in for the cell's stdout/stderr: records writes and can react to them."""
-
-    def __init__(self, on_write: Callable[[str], None] | None = None) -> None:
-        self.parts: list[str] = []
-        self.on_write = on_write
-
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        if self.on_write is not None:
-            self.on_write(self.text)
-        return len(text)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
 
 
 def run_cell(ip: Any, cell: str, *, stdout: Tee | None = None) -> tuple[Any, str, str]:

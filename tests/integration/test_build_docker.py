@@ -18,7 +18,7 @@ from tasks_support import wait_for
 from ctr_magic.build import StepFailed
 from ctr_magic.build.events import CACHED
 from ctr_magic.docker.service import DockerService
-from ctr_magic.env import Environment, EnvironmentInfo
+from ctr_magic.env import EnvironmentInfo
 
 PARITY_DOCKERFILE = """\
 ARG BASE
@@ -53,13 +53,6 @@ HEALTHCHECK --interval=30s --retries=2 CMD test -f /opt/app/data/out.txt
 ENTRYPOINT ["/bin/sh", "-c"]
 CMD ["cat /opt/app/data/out.txt"]
 """
-
-
-@pytest.fixture(scope="module")
-def dockerd(environment: EnvironmentInfo) -> EnvironmentInfo:
-    info = Environment(environment.base_dir).up(with_docker=True)
-    assert info.dockerd_socket
-    return info
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from tasks_support import wait_for
 
 from ctr_magic import connect, errors
 from ctr_magic.docker.service import DockerService, socket_from_env
-from ctr_magic.env import Environment, EnvironmentInfo
+from ctr_magic.env import EnvironmentInfo
 from ctr_magic.ocilayout import OCILayout
 from ctr_magic.testimages import large_random_image, publish
 from ctr_magic.types import (
@@ -39,14 +39,6 @@ from ctr_magic.types import (
     StopTaskOptions,
     TaskStatus,
 )
-
-
-@pytest.fixture(scope="module")
-def dockerd(environment: EnvironmentInfo) -> EnvironmentInfo:
-    """The session environment with its private dockerd started (stopped by the environment's down())."""
-    info = Environment(environment.base_dir).up(with_docker=True)
-    assert info.dockerd_socket
-    return info
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from cell_support import Tee
 from IPython.core.interactiveshell import InteractiveShell
 from tasks_support import wait_for
 from traitlets.config import Config
@@ -21,24 +21,6 @@ from ctr_magic.errors import CtrError, Interrupted, InvalidArgument, NotFound
 from ctr_magic.notebook.magics import CtrMagic
 from ctr_magic.notebook.magics.failure import CellFailure
 from ctr_magic.types import DeleteContainerOptions
-
-
-class Tee(io.TextIOBase):
-    """Stands in for the cell's stdout/stderr: records writes and can react to them."""
-
-    def __init__(self, on_write: Callable[[str], None] | None = None) -> None:
-        self.parts: list[str] = []
-        self.on_write = on_write
-
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        if self.on_write is not None:
-            self.on_write(self.text)
-        return len(text)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
 
 
 @pytest.fixture
